@@ -1,0 +1,135 @@
+// vigild's configuration: the TOML file of DESIGN.md, typed, plus command-line overrides.
+//
+// load_config() parses and validates the whole file before anything is started; every
+// problem is reported as "FILE:LINE:COL: key: what is wrong". Values keep the
+// ${state_dir}/${root_dir} placeholders until expand_config() is called, so that flags
+// that change state_dir or root_dir (applied in between) take part in the expansion.
+#pragma once
+
+#include "vigil/log.hpp"
+
+#include <toml++/toml.h>
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <sys/types.h>
+#include <variant>
+#include <vector>
+
+namespace vigil {
+
+using Duration = std::chrono::milliseconds;
+
+// "250ms", "3s", "5m", "1h" (and combinations such as "1m30s"). Returns nullopt on a
+// malformed string; negative values cannot be written.
+std::optional<Duration> parse_duration(std::string_view s);
+// The shortest exact spelling: 1500ms -> "1500ms", 3000ms -> "3s", 300000ms -> "5m".
+std::string format_duration(Duration d);
+
+// "SIGTERM", "TERM", "15" -> 15. nullopt for unknown names or numbers outside 1..64.
+std::optional<int> parse_signal(std::string_view s);
+// 15 -> "SIGTERM"; a realtime or unknown number -> "SIG<number>".
+std::string signal_name(int sig);
+
+// oom_score_adj setting: a fixed score, or follow vigild's own score.
+struct OomScore {
+    bool inherit = true;
+    int value = 0; // meaningful when !inherit; -1000..1000
+
+    bool operator==(const OomScore&) const = default;
+};
+// "inherit" or an integer -1000..1000 (as text, e.g. from the command line).
+std::optional<OomScore> parse_oom_score(std::string_view s);
+std::string to_string(const OomScore& s);
+
+enum class OutputMode { inherit, capture };
+enum class HealthKind { grpc, none };
+enum class RestartPolicy { always, on_failure, never };
+
+struct DaemonConfig {
+    std::string state_dir = "/run/vigil";
+    std::string root_dir = "/var/lib/vigil";
+    LogLevel log_level = LogLevel::info;
+    std::string control_socket = "${state_dir}/vigild.sock";
+    unsigned control_socket_mode = 0660;
+    std::string control_socket_group;
+    std::vector<uid_t> allowed_uids;
+};
+
+struct ChildConfig {
+    std::string binary = "containerd";
+    std::vector<std::string> args;
+    std::string config_file = "containerd.toml"; // relative to state_dir; "" = none
+    std::string config_flag = "--config";
+    std::string log_level_flag = "--log-level"; // "" = do not pass the level
+    OomScore oom_score_adj;                     // default: inherit
+    int stop_signal = 15;                       // SIGTERM
+    Duration stop_timeout = std::chrono::seconds(15);
+    bool new_session = true;
+    std::map<std::string, std::string> env;
+    OutputMode output = OutputMode::inherit;
+    // [child.config]: written as the child's config file. Default: containerd's.
+    toml::table config;
+};
+
+struct HealthConfig {
+    HealthKind kind = HealthKind::grpc;
+    std::string address = "unix://${state_dir}/containerd.sock";
+    std::string service;
+    Duration interval = std::chrono::milliseconds(500);
+    Duration timeout = std::chrono::seconds(3);
+    int failure_threshold = 3;
+    Duration startup_timeout = std::chrono::seconds(15);
+    std::optional<int> dump_signal; // "" in the file = none
+    Duration dump_wait = std::chrono::milliseconds(100);
+};
+
+struct RestartConfig {
+    RestartPolicy policy = RestartPolicy::always;
+    Duration backoff_initial = std::chrono::milliseconds(100);
+    Duration backoff_max = std::chrono::seconds(30);
+    Duration reset_after = std::chrono::seconds(60);
+    int start_limit_burst = 10;
+    Duration start_limit_interval = std::chrono::minutes(5);
+};
+
+struct Config {
+    DaemonConfig daemon;
+    ChildConfig child;
+    HealthConfig health;
+    RestartConfig restart;
+    std::string source = "(defaults)"; // the file it came from, for messages
+
+    Config(); // fills child.config with containerd's default config
+};
+
+struct ConfigError {
+    std::string message; // "FILE:LINE:COL: key: what is wrong"
+};
+
+// Parses a TOML document. `source` names it in messages (the path).
+// On success every key has been type- and range-checked.
+std::variant<Config, ConfigError> parse_config(std::string_view toml_text, std::string_view source);
+// Reads and parses a file. A missing file is an error here; the caller decides whether a
+// missing default file means "defaults alone".
+std::variant<Config, ConfigError> load_config(const std::string& path);
+
+// Replaces ${state_dir} and ${root_dir} in control_socket, health.address, child.args and
+// every string inside child.config (recursively).
+void expand_config(Config& config);
+
+// A TOML document as vigild writes it (the child's config file): basic strings.
+std::string format_toml(const toml::table& table);
+
+// The configuration as TOML, every key present (what --check-config prints).
+std::string to_toml(const Config& config);
+
+// Names for enums, as they are written in the file.
+std::string_view to_string(OutputMode m);
+std::string_view to_string(HealthKind k);
+std::string_view to_string(RestartPolicy p);
+
+} // namespace vigil

@@ -1,0 +1,51 @@
+// Facts about processes read from /proc, and pidfds.
+//
+// vigil uses pidfds (Linux 5.3+) because a pid alone can be reused the moment the process
+// it named is reaped; a pidfd keeps naming the same process, so a signal sent through it
+// can never hit a stranger. glibc 2.36 has no wrappers for all of these, hence the raw
+// syscalls here.
+#pragma once
+
+#include "vigil/result.hpp"
+#include "vigil/unique_fd.hpp"
+
+#include <cstdint>
+#include <string>
+#include <sys/types.h>
+
+namespace vigil {
+
+// What proves that a pid still names the process vigild started: pid + start time (in
+// clock ticks since boot, /proc/PID/stat field 22) + boot id; the executable path is
+// checked too, so a record never leads vigild to adopt an unrelated program.
+struct ProcessIdentity {
+    pid_t pid = 0;
+    std::uint64_t start_time = 0;
+    std::string boot_id;
+    std::string exe;
+
+    bool operator==(const ProcessIdentity&) const = default;
+};
+
+// /proc/sys/kernel/random/boot_id, without the newline.
+Result<std::string> read_boot_id();
+// Field 22 of /proc/PID/stat (the comm field may contain spaces and parentheses).
+Result<std::uint64_t> read_start_time(pid_t pid);
+// readlink /proc/PID/exe.
+Result<std::string> read_exe(pid_t pid);
+Result<ProcessIdentity> read_identity(pid_t pid);
+
+// Why `actual` is not the process `recorded` describes, or "" when it is. An executable
+// replaced on disk since (shown by the kernel as "PATH (deleted)") still matches.
+std::string identity_mismatch(const ProcessIdentity& recorded, const ProcessIdentity& actual);
+
+Result<UniqueFd> pidfd_open(pid_t pid);
+// Sends `sig` through the pidfd. ESRCH means the process has exited (maybe not reaped).
+Status pidfd_send_signal(int pidfd, int sig);
+// True when the process behind the pidfd has exited (the pidfd polls readable).
+bool pidfd_exited(int pidfd);
+
+// /proc/PID/environ as NAME=VALUE strings.
+Result<std::string> read_environ(pid_t pid);
+
+} // namespace vigil

@@ -1,0 +1,141 @@
+#include "vigil/cli.hpp"
+
+#include <boost/program_options.hpp>
+#include <fmt/format.h>
+
+#include <sstream>
+#include <sys/stat.h>
+
+namespace po = boost::program_options;
+
+namespace vigil {
+namespace {
+
+po::options_description visible_options() {
+    po::options_description d("Options (each overrides the matching key of the config file)");
+    // clang-format off
+    d.add_options()
+        ("config", po::value<std::string>()->value_name("FILE"),
+         "config file (TOML); default /etc/vigil/vigild.toml, where a missing file means "
+         "the built-in defaults (which supervise containerd)")
+        ("state-dir", po::value<std::string>()->value_name("DIR"),
+         "[daemon] state_dir: pid file, child record, child config, lock and socket "
+         "(created 0700)")
+        ("root-dir", po::value<std::string>()->value_name("DIR"),
+         "[daemon] root_dir: persistent data dir handed to the child")
+        ("log-level", po::value<std::string>()->value_name("LEVEL"),
+         "trace | debug | info | warn | error; also passed to the child")
+        ("oom-score-adjust", po::value<std::string>()->value_name("N|inherit"),
+         "[child] oom_score_adj: -1000..1000, or inherit to follow vigild's own score")
+        ("child-binary", po::value<std::string>()->value_name("PATH"),
+         "[child] binary: program to supervise (a name is looked up on PATH)")
+        ("control-socket", po::value<std::string>()->value_name("PATH"),
+         "[daemon] control_socket: unix socket of the control API")
+        ("health-address", po::value<std::string>()->value_name("ADDR"),
+         "[health] address: where the child serves grpc.health.v1 (unix:///path or host:port)")
+        ("no-health", "[health] kind = \"none\": the child is running once exec succeeded")
+        ("check-config", "validate the configuration, print it as TOML and exit 0, or 78 "
+                         "when it is invalid")
+        ("version", "print the version and exit")
+        ("help,h", "print this help and exit");
+    // clang-format on
+    return d;
+}
+
+} // namespace
+
+std::string vigild_help() {
+    std::ostringstream out;
+    out << "Usage: vigild [OPTIONS] [-- CHILD-ARGS...]\n\n"
+           "Supervises one daemon (containerd by default): writes its config file, starts it,\n"
+           "adopts it after vigild restarts, keeps its OOM score, restarts it when it dies,\n"
+           "and stops it cleanly. Arguments after -- replace [child] args.\n\n"
+        << visible_options()
+        << "\nSignals: SIGTERM/SIGINT stop the child and exit 0; SIGHUP reloads the config;\n"
+           "SIGUSR2 exits leaving the child running (the next vigild adopts it).\n\n"
+           "Exit status: 0 clean stop, 64 bad flags, 69 child never came up, 73 state dir\n"
+           "cannot be created, 75 another vigild holds the state dir, 78 bad config.\n";
+    return out.str();
+}
+
+std::variant<Flags, FlagsError> parse_flags(int argc, const char* const* argv) {
+    po::options_description all = visible_options();
+    all.add_options()("child-args", po::value<std::vector<std::string>>());
+    po::positional_options_description pos;
+    pos.add("child-args", -1);
+    po::variables_map vm;
+    try {
+        po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
+        po::notify(vm);
+    } catch (const po::error& e) {
+        return FlagsError{e.what()};
+    }
+    Flags f;
+    auto get = [&](const char* name, std::optional<std::string>& out) {
+        if (vm.count(name))
+            out = vm[name].as<std::string>();
+    };
+    get("config", f.config_path);
+    get("state-dir", f.state_dir);
+    get("root-dir", f.root_dir);
+    get("log-level", f.log_level);
+    get("oom-score-adjust", f.oom_score_adjust);
+    get("child-binary", f.child_binary);
+    get("control-socket", f.control_socket);
+    get("health-address", f.health_address);
+    f.no_health = vm.count("no-health") > 0;
+    f.check_config = vm.count("check-config") > 0;
+    f.version = vm.count("version") > 0;
+    f.help = vm.count("help") > 0;
+    if (vm.count("child-args"))
+        f.child_args = vm["child-args"].as<std::vector<std::string>>();
+    if (f.log_level && !parse_log_level(*f.log_level))
+        return FlagsError{fmt::format("--log-level: unknown level '{}' (trace, debug, info, "
+                                      "warn, error)",
+                                      *f.log_level)};
+    if (f.oom_score_adjust && !parse_oom_score(*f.oom_score_adjust))
+        return FlagsError{fmt::format("--oom-score-adjust: '{}' is not an integer "
+                                      "-1000..1000 or inherit",
+                                      *f.oom_score_adjust)};
+    for (auto* s : {&f.state_dir, &f.root_dir, &f.child_binary, &f.control_socket,
+                    &f.health_address, &f.config_path})
+        if (*s && (*s)->empty())
+            return FlagsError{"an option was given an empty value"};
+    return f;
+}
+
+std::variant<Config, ConfigError> load_effective_config(const Flags& flags) {
+    Config config;
+    const std::string path = flags.config_path.value_or(kDefaultConfigPath);
+    struct stat st;
+    const bool default_missing =
+        !flags.config_path && ::stat(path.c_str(), &st) != 0 && errno == ENOENT;
+    if (!default_missing) {
+        auto loaded = load_config(path);
+        if (auto* err = std::get_if<ConfigError>(&loaded))
+            return *err;
+        config = std::move(std::get<Config>(loaded));
+    }
+    if (flags.state_dir)
+        config.daemon.state_dir = *flags.state_dir;
+    if (flags.root_dir)
+        config.daemon.root_dir = *flags.root_dir;
+    if (flags.log_level)
+        config.daemon.log_level = *parse_log_level(*flags.log_level);
+    if (flags.oom_score_adjust)
+        config.child.oom_score_adj = *parse_oom_score(*flags.oom_score_adjust);
+    if (flags.child_binary)
+        config.child.binary = *flags.child_binary;
+    if (flags.control_socket)
+        config.daemon.control_socket = *flags.control_socket;
+    if (flags.health_address)
+        config.health.address = *flags.health_address;
+    if (flags.no_health)
+        config.health.kind = HealthKind::none;
+    if (flags.child_args)
+        config.child.args = *flags.child_args;
+    expand_config(config);
+    return config;
+}
+
+} // namespace vigil

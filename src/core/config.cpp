@@ -1,0 +1,781 @@
+#include "vigil/config.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <csignal>
+#include <cstring>
+#include <fcntl.h>
+#include <initializer_list>
+#include <sstream>
+#include <unistd.h>
+#include <utility>
+
+namespace vigil {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A config file is a few KiB; anything this large is a mistake (or /dev/zero).
+constexpr size_t max_config_size = 16 * 1024 * 1024;
+// Highest signal number on Linux (_NSIG - 1).
+constexpr int max_signal = 64;
+constexpr int max_oom_score = 1000;
+constexpr unsigned max_socket_mode = 0777;
+// (uid_t)-1 means "no uid" to the kernel, so the largest real uid is one below.
+constexpr int64_t max_uid = 0xfffffffe;
+// Durations must fit in nanoseconds, so converting one to any std::chrono clock's duration
+// (and adding a sane now() to it) cannot overflow.
+constexpr int64_t max_duration_ms =
+    std::chrono::duration_cast<Duration>(std::chrono::nanoseconds::max()).count();
+
+// Strings in messages and in to_toml() output are written as TOML basic strings.
+constexpr auto toml_flags = toml::format_flags::allow_unicode_strings;
+
+struct SignalName {
+    int number;
+    std::string_view name; // without "SIG"
+};
+
+constexpr SignalName signal_names[] = {
+    {SIGHUP, "HUP"},       {SIGINT, "INT"},       {SIGQUIT, "QUIT"}, {SIGILL, "ILL"},
+    {SIGTRAP, "TRAP"},     {SIGABRT, "ABRT"},     {SIGBUS, "BUS"},   {SIGFPE, "FPE"},
+    {SIGKILL, "KILL"},     {SIGUSR1, "USR1"},     {SIGSEGV, "SEGV"}, {SIGUSR2, "USR2"},
+    {SIGPIPE, "PIPE"},     {SIGALRM, "ALRM"},     {SIGTERM, "TERM"},
+#ifdef SIGSTKFLT
+    {SIGSTKFLT, "STKFLT"},
+#endif
+    {SIGCHLD, "CHLD"},     {SIGCONT, "CONT"},     {SIGSTOP, "STOP"}, {SIGTSTP, "TSTP"},
+    {SIGTTIN, "TTIN"},     {SIGTTOU, "TTOU"},     {SIGURG, "URG"},   {SIGXCPU, "XCPU"},
+    {SIGXFSZ, "XFSZ"},     {SIGVTALRM, "VTALRM"}, {SIGPROF, "PROF"}, {SIGWINCH, "WINCH"},
+    {SIGIO, "IO"},
+#ifdef SIGPWR
+    {SIGPWR, "PWR"},
+#endif
+    {SIGSYS, "SYS"},
+};
+
+bool all_digits(std::string_view s) {
+    return !s.empty() &&
+           std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// Parses the whole of `s` as an integer; nullopt on junk or overflow.
+template <typename T> std::optional<T> parse_number(std::string_view s, int base = 10) {
+    T v{};
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
+    if (ec != std::errc{} || end != s.data() + s.size())
+        return std::nullopt;
+    return v;
+}
+
+std::string quote(std::string_view s) {
+    toml::value<std::string> v{std::string(s)};
+    std::ostringstream os;
+    os << toml::toml_formatter{v, toml_flags};
+    return os.str();
+}
+
+// A key as written in a dotted path: bare when possible, otherwise quoted.
+std::string key_text(std::string_view k) {
+    bool bare = !k.empty() && std::all_of(k.begin(), k.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '-';
+    });
+    return bare ? std::string(k) : quote(k);
+}
+
+std::string join_path(std::string_view parent, std::string_view key) {
+    return parent.empty() ? key_text(key) : fmt::format("{}.{}", parent, key_text(key));
+}
+
+std::string_view type_name(toml::node_type t) {
+    switch (t) {
+    case toml::node_type::none:
+        return "nothing";
+    case toml::node_type::table:
+        return "table";
+    case toml::node_type::array:
+        return "array";
+    case toml::node_type::string:
+        return "string";
+    case toml::node_type::integer:
+        return "integer";
+    case toml::node_type::floating_point:
+        return "float";
+    case toml::node_type::boolean:
+        return "boolean";
+    case toml::node_type::date:
+        return "date";
+    case toml::node_type::time:
+        return "time";
+    case toml::node_type::date_time:
+        return "date-time";
+    }
+    return "unknown";
+}
+
+template <typename T> std::string_view expected_type() {
+    if constexpr (std::is_same_v<T, std::string>)
+        return "a string";
+    else if constexpr (std::is_same_v<T, int64_t>)
+        return "an integer";
+    else if constexpr (std::is_same_v<T, bool>)
+        return "a boolean";
+    else if constexpr (std::is_same_v<T, toml::array>)
+        return "an array";
+    else
+        return "a table";
+}
+
+std::string join(std::initializer_list<std::string_view> names) {
+    std::string out;
+    for (auto n : names)
+        out += out.empty() ? std::string(n) : fmt::format(", {}", n);
+    return out;
+}
+
+constexpr std::string_view known_variables = "${state_dir}, ${root_dir}";
+
+// What is wrong with the ${...} placeholders in `s`; "" when every one is known.
+std::string check_placeholders(std::string_view s) {
+    for (size_t at = s.find("${"); at != std::string_view::npos; at = s.find("${", at)) {
+        size_t end = s.find('}', at);
+        if (end == std::string_view::npos)
+            return fmt::format("unterminated \"${{\"; known variables: {}", known_variables);
+        auto var = s.substr(at, end + 1 - at);
+        if (var != "${state_dir}" && var != "${root_dir}")
+            return fmt::format("unknown variable {}; known: {}", var, known_variables);
+        at = end + 1;
+    }
+    return {};
+}
+
+// Replaces ${state_dir} and ${root_dir}; anything else is left as it is. One pass, so the
+// substituted directories are never expanded themselves.
+std::string expand(std::string_view s, const DaemonConfig& d) {
+    std::string out;
+    size_t from = 0;
+    for (size_t at = s.find("${"); at != std::string_view::npos; at = s.find("${", from)) {
+        size_t end = s.find('}', at);
+        if (end == std::string_view::npos)
+            break;
+        auto var = s.substr(at, end + 1 - at);
+        out += s.substr(from, at - from);
+        out += var == "${state_dir}"  ? d.state_dir
+               : var == "${root_dir}" ? d.root_dir
+                                      : std::string(var);
+        from = end + 1;
+    }
+    out += s.substr(from);
+    return out;
+}
+
+void expand_tree(toml::node& node, const DaemonConfig& d) {
+    if (auto* s = node.as_string())
+        *s = expand(s->get(), d);
+    else if (auto* t = node.as_table())
+        for (auto&& [k, v] : *t)
+            expand_tree(v, d);
+    else if (auto* a = node.as_array())
+        for (auto& v : *a)
+            expand_tree(v, d);
+}
+
+// Thrown inside the reader only; parse_config() turns it into a ConfigError.
+struct Invalid {
+    std::string message;
+};
+
+enum StringCheck : unsigned { plain = 0, non_empty = 1, vars = 2 };
+
+// One table of the file, with typed readers that leave the default alone when a key is
+// absent and throw Invalid ("FILE:LINE:COL: key: what is wrong") when it is wrong.
+class Section {
+public:
+    Section(std::string_view source, const toml::table& table, std::string path)
+        : source_(source), table_(table), path_(std::move(path)) {}
+
+    [[noreturn]] void fail(const toml::source_region& at, std::string_view key,
+                           std::string_view what) const {
+        throw Invalid{
+            fmt::format("{}:{}:{}: {}: {}", source_, at.begin.line, at.begin.column, key, what)};
+    }
+    [[noreturn]] void fail(std::string_view key, std::string_view what) const {
+        const auto* n = find(key);
+        fail(n != nullptr ? n->source() : toml::source_region{}, path(key), what);
+    }
+
+    std::string path(std::string_view key) const { return join_path(path_, key); }
+    const toml::node* find(std::string_view key) const { return table_.get(key); }
+    const toml::table& table() const { return table_; }
+
+    void allow_only(std::initializer_list<std::string_view> valid) const {
+        for (auto&& [k, v] : table_) {
+            if (std::find(valid.begin(), valid.end(), k.str()) == valid.end())
+                fail(k.source(), path(k.str()),
+                     fmt::format("unknown key; valid keys {}: {}",
+                                 path_.empty() ? "at the top level" : "in [" + path_ + "]",
+                                 join(valid)));
+        }
+    }
+
+    template <typename T> const auto& typed(const toml::node& n, std::string_view key_path) const {
+        const auto* v = n.as<T>();
+        if (v == nullptr)
+            fail(n.source(), key_path,
+                 fmt::format("expected {}, got {}", expected_type<T>(), type_name(n.type())));
+        return *v;
+    }
+
+    std::optional<Section> sub(std::string_view key) const {
+        const auto* n = find(key);
+        if (n == nullptr)
+            return std::nullopt;
+        return Section(source_, typed<toml::table>(*n, path(key)), path(key));
+    }
+
+    void read(std::string_view key, std::string& out, unsigned checks = plain) const {
+        const auto* n = find(key);
+        if (n == nullptr)
+            return;
+        check_string(*n, path(key), checks);
+        out = n->as_string()->get();
+    }
+
+    void read(std::string_view key, bool& out) const {
+        if (const auto* n = find(key))
+            out = typed<bool>(*n, path(key)).get();
+    }
+
+    void read(std::string_view key, int& out, int64_t min) const {
+        const auto* n = find(key);
+        if (n == nullptr)
+            return;
+        int64_t v = typed<int64_t>(*n, path(key)).get();
+        if (v < min)
+            fail(key, fmt::format("must be at least {}, got {}", min, v));
+        if (v > std::numeric_limits<int>::max())
+            fail(key,
+                 fmt::format("must be at most {}, got {}", std::numeric_limits<int>::max(), v));
+        out = static_cast<int>(v);
+    }
+
+    void read(std::string_view key, Duration& out, bool allow_zero = false) const {
+        const auto* n = find(key);
+        if (n == nullptr)
+            return;
+        const std::string& s = typed<std::string>(*n, path(key)).get();
+        auto d = parse_duration(s);
+        if (!d)
+            fail(key, fmt::format("invalid duration {}; expected an integer and a unit (ms, s, m, "
+                                  "h) such as \"500ms\", \"3s\" or \"1m30s\"",
+                                  quote(s)));
+        if (!allow_zero && d->count() == 0)
+            fail(key, "must be greater than 0");
+        out = *d;
+    }
+
+    // A signal name; "" means none when `out` is optional.
+    template <typename T> void read_signal(std::string_view key, T& out) const {
+        const auto* n = find(key);
+        if (n == nullptr)
+            return;
+        const std::string& s = typed<std::string>(*n, path(key)).get();
+        if constexpr (std::is_same_v<T, std::optional<int>>) {
+            if (s.empty()) {
+                out = std::nullopt;
+                return;
+            }
+        }
+        auto sig = parse_signal(s);
+        if (!sig)
+            fail(key, fmt::format("unknown signal {}; expected a name such as \"SIGTERM\" or "
+                                  "\"TERM\", or a number 1..{}",
+                                  quote(s), max_signal));
+        out = *sig;
+    }
+
+    void read(std::string_view key, OomScore& out) const {
+        const auto* n = find(key);
+        if (n == nullptr)
+            return;
+        if (const auto* i = n->as_integer()) {
+            if (i->get() < -max_oom_score || i->get() > max_oom_score)
+                fail(key, fmt::format("out of range -{0}..{0}, got {1}", max_oom_score, i->get()));
+            out = OomScore{false, static_cast<int>(i->get())};
+        } else if (const auto* s = n->as_string()) {
+            if (s->get() != "inherit")
+                fail(key, fmt::format("expected an integer -{0}..{0} or \"inherit\", got {1}",
+                                      max_oom_score, quote(s->get())));
+            out = OomScore{};
+        } else {
+            fail(key,
+                 fmt::format("expected an integer or \"inherit\", got {}", type_name(n->type())));
+        }
+    }
+
+    template <typename E>
+    void read(std::string_view key, E& out,
+              std::initializer_list<std::pair<std::string_view, E>> names) const {
+        const auto* n = find(key);
+        if (n == nullptr)
+            return;
+        const std::string& s = typed<std::string>(*n, path(key)).get();
+        std::string valid;
+        for (const auto& [name, value] : names) {
+            if (name == s) {
+                out = value;
+                return;
+            }
+            valid += fmt::format("{}{}", valid.empty() ? "" : ", ", quote(name));
+        }
+        fail(key, fmt::format("invalid value {}; expected one of {}", quote(s), valid));
+    }
+
+    void read(std::string_view key, std::vector<std::string>& out, unsigned checks = plain) const {
+        const auto* n = find(key);
+        if (n == nullptr)
+            return;
+        const auto& array = typed<toml::array>(*n, path(key));
+        out.clear();
+        for (size_t i = 0; i < array.size(); ++i) {
+            check_string(array[i], fmt::format("{}[{}]", path(key), i), checks);
+            out.push_back(array[i].as_string()->get());
+        }
+    }
+
+    void check_string(const toml::node& n, std::string_view key_path, unsigned checks) const {
+        const std::string& s = typed<std::string>(n, key_path).get();
+        if ((checks & non_empty) && s.empty())
+            fail(n.source(), key_path, "must not be empty");
+        if (checks & vars) {
+            if (auto what = check_placeholders(s); !what.empty())
+                fail(n.source(), key_path, what);
+        }
+    }
+
+    // Every string inside [child.config], however deep.
+    void check_tree(const toml::node& n, const std::string& key_path) const {
+        if (n.is_string())
+            check_string(n, key_path, vars);
+        else if (const auto* t = n.as_table())
+            for (auto&& [k, v] : *t)
+                check_tree(v, join_path(key_path, k.str()));
+        else if (const auto* a = n.as_array())
+            for (size_t i = 0; i < a->size(); ++i)
+                check_tree((*a)[i], fmt::format("{}[{}]", key_path, i));
+    }
+
+private:
+    std::string_view source_;
+    const toml::table& table_;
+    std::string path_;
+};
+
+void read_daemon(const Section& s, DaemonConfig& d) {
+    s.allow_only({"state_dir", "root_dir", "log_level", "control_socket", "control_socket_mode",
+                  "control_socket_group", "allowed_uids"});
+    s.read("state_dir", d.state_dir, non_empty);
+    s.read("root_dir", d.root_dir, non_empty);
+    s.read("log_level", d.log_level,
+           {{"trace", LogLevel::trace},
+            {"debug", LogLevel::debug},
+            {"info", LogLevel::info},
+            {"warn", LogLevel::warn},
+            {"error", LogLevel::error}});
+    s.read("control_socket", d.control_socket, non_empty | vars);
+    if (const auto* n = s.find("control_socket_mode")) {
+        const std::string& text = s.typed<std::string>(*n, s.path("control_socket_mode")).get();
+        auto mode = text.find_first_not_of("01234567") == std::string::npos
+                        ? parse_number<unsigned>(text, 8)
+                        : std::nullopt;
+        if (!mode || *mode > max_socket_mode)
+            s.fail("control_socket_mode",
+                   fmt::format("expected an octal mode 0000..0777 such as \"0660\", got {}",
+                               quote(text)));
+        d.control_socket_mode = *mode;
+    }
+    s.read("control_socket_group", d.control_socket_group);
+    if (const auto* n = s.find("allowed_uids")) {
+        const auto& array = s.typed<toml::array>(*n, s.path("allowed_uids"));
+        d.allowed_uids.clear();
+        for (size_t i = 0; i < array.size(); ++i) {
+            auto key = fmt::format("{}[{}]", s.path("allowed_uids"), i);
+            int64_t uid = s.typed<int64_t>(array[i], key).get();
+            if (uid < 0 || uid > max_uid)
+                s.fail(array[i].source(), key,
+                       fmt::format("expected a uid 0..{}, got {}", max_uid, uid));
+            d.allowed_uids.push_back(static_cast<uid_t>(uid));
+        }
+    }
+}
+
+void read_child(const Section& s, ChildConfig& c) {
+    s.allow_only({"binary", "args", "config_file", "config_flag", "log_level_flag", "oom_score_adj",
+                  "stop_signal", "stop_timeout", "new_session", "env", "output", "config"});
+    s.read("binary", c.binary, non_empty);
+    s.read("args", c.args, vars);
+    s.read("config_file", c.config_file);
+    if (c.config_file.find('/') != std::string::npos || c.config_file == "." ||
+        c.config_file == "..")
+        s.fail("config_file", "must be a file name inside state_dir (no '/'), or \"\" for none");
+    s.read("config_flag", c.config_flag);
+    s.read("log_level_flag", c.log_level_flag);
+    s.read("oom_score_adj", c.oom_score_adj);
+    s.read_signal("stop_signal", c.stop_signal);
+    s.read("stop_timeout", c.stop_timeout);
+    s.read("new_session", c.new_session);
+    if (auto env = s.sub("env")) {
+        c.env.clear();
+        for (auto&& [k, v] : env->table()) {
+            auto key = env->path(k.str());
+            if (k.str().empty() || k.str().find('=') != std::string::npos)
+                s.fail(k.source(), key,
+                       "an environment variable name must not be empty or contain '='");
+            c.env[std::string(k.str())] = env->typed<std::string>(v, key).get();
+        }
+    }
+    s.read("output", c.output,
+           {{"inherit", OutputMode::inherit}, {"capture", OutputMode::capture}});
+    if (const auto* n = s.find("config")) {
+        // Replaces the default wholesale: the child's own keys are the child's business.
+        const auto& table = s.typed<toml::table>(*n, s.path("config"));
+        s.check_tree(table, s.path("config"));
+        c.config = table;
+    }
+}
+
+void read_health(const Section& s, HealthConfig& h) {
+    s.allow_only({"kind", "address", "service", "interval", "timeout", "failure_threshold",
+                  "startup_timeout", "dump_signal", "dump_wait"});
+    s.read("kind", h.kind, {{"grpc", HealthKind::grpc}, {"none", HealthKind::none}});
+    s.read("address", h.address, h.kind == HealthKind::grpc ? non_empty | vars : vars);
+    s.read("service", h.service);
+    s.read("interval", h.interval);
+    s.read("timeout", h.timeout);
+    s.read("failure_threshold", h.failure_threshold, 1);
+    s.read("startup_timeout", h.startup_timeout);
+    s.read_signal("dump_signal", h.dump_signal);
+    s.read("dump_wait", h.dump_wait, true);
+}
+
+void read_restart(const Section& s, RestartConfig& r) {
+    s.allow_only({"policy", "backoff_initial", "backoff_max", "reset_after", "start_limit_burst",
+                  "start_limit_interval"});
+    s.read("policy", r.policy,
+           {{"always", RestartPolicy::always},
+            {"on-failure", RestartPolicy::on_failure},
+            {"never", RestartPolicy::never}});
+    s.read("backoff_initial", r.backoff_initial);
+    s.read("backoff_max", r.backoff_max);
+    if (r.backoff_max < r.backoff_initial) {
+        if (s.find("backoff_max") != nullptr)
+            s.fail("backoff_max",
+                   fmt::format("must be at least backoff_initial ({}), got {}",
+                               format_duration(r.backoff_initial), format_duration(r.backoff_max)));
+        s.fail("backoff_initial",
+               fmt::format("must be at most backoff_max ({}), got {}",
+                           format_duration(r.backoff_max), format_duration(r.backoff_initial)));
+    }
+    s.read("reset_after", r.reset_after);
+    s.read("start_limit_burst", r.start_limit_burst, 1);
+    s.read("start_limit_interval", r.start_limit_interval);
+}
+
+Config read_config(const toml::table& root, std::string_view source) {
+    Config config;
+    config.source = std::string(source);
+    Section top(source, root, "");
+    top.allow_only({"daemon", "child", "health", "restart"});
+    if (auto s = top.sub("daemon"))
+        read_daemon(*s, config.daemon);
+    if (auto s = top.sub("child"))
+        read_child(*s, config.child);
+    if (auto s = top.sub("health"))
+        read_health(*s, config.health);
+    if (auto s = top.sub("restart"))
+        read_restart(*s, config.restart);
+    return config;
+}
+
+// [child.NAME] as TOML, with nested tables under their full dotted names.
+std::string child_table_toml(std::string_view name, toml::table table) {
+    table.is_inline(false);
+    toml::table child;
+    child.insert(name, std::move(table));
+    toml::table root;
+    root.insert("child", std::move(child));
+    std::ostringstream os;
+    os << toml::toml_formatter{root, toml_flags};
+    return os.str() + "\n";
+}
+
+} // namespace
+
+std::string format_toml(const toml::table& table) {
+    std::ostringstream os;
+    os << toml::toml_formatter{table, toml_flags};
+    return os.str() + "\n";
+}
+
+Config::Config() {
+    child.config.insert("version", 2);
+    child.config.insert("root", "${root_dir}/containerd");
+    child.config.insert("state", "${state_dir}/containerd");
+    toml::table grpc;
+    grpc.insert("address", "${state_dir}/containerd.sock");
+    child.config.insert("grpc", std::move(grpc));
+}
+
+std::optional<Duration> parse_duration(std::string_view s) {
+    struct Unit {
+        std::string_view name;
+        int64_t ms;
+    };
+    // Largest first: each unit may appear once, in this order ("1h30m", not "30m1h").
+    constexpr Unit units[] = {{"h", 3'600'000}, {"m", 60'000}, {"s", 1'000}, {"ms", 1}};
+    if (s.empty())
+        return std::nullopt;
+    int64_t total = 0;
+    size_t next_unit = 0;
+    while (!s.empty()) {
+        size_t digits = 0;
+        while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9')
+            ++digits;
+        auto n = parse_number<int64_t>(s.substr(0, digits));
+        if (!n)
+            return std::nullopt;
+        s.remove_prefix(digits);
+        std::string_view name = s.starts_with("ms") ? s.substr(0, 2) : s.substr(0, 1);
+        while (next_unit < std::size(units) && units[next_unit].name != name)
+            ++next_unit;
+        if (next_unit == std::size(units))
+            return std::nullopt;
+        int64_t unit = units[next_unit++].ms;
+        if (*n > (max_duration_ms - total) / unit)
+            return std::nullopt;
+        total += *n * unit;
+        s.remove_prefix(name.size());
+    }
+    return Duration(total);
+}
+
+std::string format_duration(Duration d) {
+    int64_t ms = d.count();
+    if (ms != 0 && ms % 3'600'000 == 0)
+        return fmt::format("{}h", ms / 3'600'000);
+    if (ms != 0 && ms % 60'000 == 0)
+        return fmt::format("{}m", ms / 60'000);
+    if (ms != 0 && ms % 1'000 == 0)
+        return fmt::format("{}s", ms / 1'000);
+    return fmt::format("{}ms", ms);
+}
+
+std::optional<int> parse_signal(std::string_view s) {
+    // "SIG<n>" is accepted too: it is what signal_name() writes for real-time signals.
+    if (s.starts_with("SIG"))
+        s.remove_prefix(3);
+    std::optional<int> sig;
+    if (all_digits(s)) {
+        sig = parse_number<int>(s);
+    } else if (s.starts_with("RTMIN") || s.starts_with("RTMAX")) {
+        // SIGRTMIN+N / SIGRTMAX-N, counted from the C library's real-time range.
+        bool min = s.starts_with("RTMIN");
+        auto offset = s.substr(5);
+        sig = min ? SIGRTMIN : SIGRTMAX;
+        if (!offset.empty()) {
+            auto n =
+                all_digits(offset.substr(1)) ? parse_number<int>(offset.substr(1)) : std::nullopt;
+            if (!n || offset[0] != (min ? '+' : '-') || *n > SIGRTMAX - SIGRTMIN)
+                return std::nullopt;
+            sig = min ? *sig + *n : *sig - *n;
+        }
+    } else {
+        for (const auto& entry : signal_names)
+            if (entry.name == s)
+                sig = entry.number;
+    }
+    if (!sig || *sig < 1 || *sig > max_signal)
+        return std::nullopt;
+    return sig;
+}
+
+std::string signal_name(int sig) {
+    for (const auto& entry : signal_names)
+        if (entry.number == sig)
+            return fmt::format("SIG{}", entry.name);
+    return fmt::format("SIG{}", sig);
+}
+
+std::optional<OomScore> parse_oom_score(std::string_view s) {
+    if (s == "inherit")
+        return OomScore{};
+    auto v = parse_number<int>(s);
+    if (!v || *v < -max_oom_score || *v > max_oom_score)
+        return std::nullopt;
+    return OomScore{false, *v};
+}
+
+std::string to_string(const OomScore& s) {
+    return s.inherit ? std::string("inherit") : std::to_string(s.value);
+}
+
+std::string_view to_string(OutputMode m) {
+    switch (m) {
+    case OutputMode::inherit:
+        return "inherit";
+    case OutputMode::capture:
+        return "capture";
+    }
+    return "inherit";
+}
+
+std::string_view to_string(HealthKind k) {
+    switch (k) {
+    case HealthKind::grpc:
+        return "grpc";
+    case HealthKind::none:
+        return "none";
+    }
+    return "grpc";
+}
+
+std::string_view to_string(RestartPolicy p) {
+    switch (p) {
+    case RestartPolicy::always:
+        return "always";
+    case RestartPolicy::on_failure:
+        return "on-failure";
+    case RestartPolicy::never:
+        return "never";
+    }
+    return "always";
+}
+
+std::variant<Config, ConfigError> parse_config(std::string_view toml_text,
+                                               std::string_view source) {
+    try {
+        toml::table root = toml::parse(toml_text, source);
+        return read_config(root, source);
+    } catch (const toml::parse_error& e) {
+        const auto& at = e.source().begin;
+        return ConfigError{
+            fmt::format("{}:{}:{}: {}", source, at.line, at.column, e.description())};
+    } catch (const Invalid& e) {
+        return ConfigError{e.message};
+    } catch (const std::exception& e) {
+        return ConfigError{fmt::format("{}: {}", source, e.what())};
+    } catch (...) {
+        return ConfigError{fmt::format("{}: unexpected error while reading the config", source)};
+    }
+}
+
+std::variant<Config, ConfigError> load_config(const std::string& path) {
+    auto cannot_read = [&](std::string_view why) {
+        return ConfigError{fmt::format("{}: cannot read: {}", path, why)};
+    };
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return cannot_read(std::strerror(errno));
+    std::string text;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int err = errno;
+            ::close(fd);
+            return cannot_read(std::strerror(err));
+        }
+        if (n == 0)
+            break;
+        text.append(buf, static_cast<size_t>(n));
+        if (text.size() > max_config_size) {
+            ::close(fd);
+            return cannot_read(fmt::format("larger than {} bytes", max_config_size));
+        }
+    }
+    ::close(fd);
+    auto result = parse_config(text, path);
+    if (auto* config = std::get_if<Config>(&result))
+        config->source = path;
+    return result;
+}
+
+void expand_config(Config& config) {
+    const DaemonConfig& d = config.daemon;
+    config.daemon.control_socket = expand(config.daemon.control_socket, d);
+    config.health.address = expand(config.health.address, d);
+    for (auto& arg : config.child.args)
+        arg = expand(arg, d);
+    expand_tree(config.child.config, d);
+}
+
+std::string to_toml(const Config& c) {
+    std::string out;
+    auto line = [&out](std::string_view key, std::string_view value) {
+        out += fmt::format("{} = {}\n", key, value);
+    };
+    auto strings = [](const std::vector<std::string>& v) {
+        std::string items;
+        for (const auto& s : v)
+            items += fmt::format("{}{}", items.empty() ? "" : ", ", quote(s));
+        return "[" + items + "]";
+    };
+
+    out += "[daemon]\n";
+    line("state_dir", quote(c.daemon.state_dir));
+    line("root_dir", quote(c.daemon.root_dir));
+    line("log_level", quote(to_string(c.daemon.log_level)));
+    line("control_socket", quote(c.daemon.control_socket));
+    line("control_socket_mode", quote(fmt::format("{:04o}", c.daemon.control_socket_mode)));
+    line("control_socket_group", quote(c.daemon.control_socket_group));
+    line("allowed_uids", fmt::format("[{}]", fmt::join(c.daemon.allowed_uids, ", ")));
+
+    out += "\n[child]\n";
+    line("binary", quote(c.child.binary));
+    line("args", strings(c.child.args));
+    line("config_file", quote(c.child.config_file));
+    line("config_flag", quote(c.child.config_flag));
+    line("log_level_flag", quote(c.child.log_level_flag));
+    line("oom_score_adj", c.child.oom_score_adj.inherit
+                              ? quote("inherit")
+                              : std::to_string(c.child.oom_score_adj.value));
+    line("stop_signal", quote(signal_name(c.child.stop_signal)));
+    line("stop_timeout", quote(format_duration(c.child.stop_timeout)));
+    line("new_session", c.child.new_session ? "true" : "false");
+    line("output", quote(to_string(c.child.output)));
+    out += "\n";
+    toml::table env;
+    for (const auto& [k, v] : c.child.env)
+        env.insert(k, v);
+    out += child_table_toml("env", std::move(env));
+    out += "\n";
+    out += child_table_toml("config", c.child.config);
+
+    out += "\n[health]\n";
+    line("kind", quote(to_string(c.health.kind)));
+    line("address", quote(c.health.address));
+    line("service", quote(c.health.service));
+    line("interval", quote(format_duration(c.health.interval)));
+    line("timeout", quote(format_duration(c.health.timeout)));
+    line("failure_threshold", std::to_string(c.health.failure_threshold));
+    line("startup_timeout", quote(format_duration(c.health.startup_timeout)));
+    line("dump_signal", quote(c.health.dump_signal ? signal_name(*c.health.dump_signal) : ""));
+    line("dump_wait", quote(format_duration(c.health.dump_wait)));
+
+    out += "\n[restart]\n";
+    line("policy", quote(to_string(c.restart.policy)));
+    line("backoff_initial", quote(format_duration(c.restart.backoff_initial)));
+    line("backoff_max", quote(format_duration(c.restart.backoff_max)));
+    line("reset_after", quote(format_duration(c.restart.reset_after)));
+    line("start_limit_burst", std::to_string(c.restart.start_limit_burst));
+    line("start_limit_interval", quote(format_duration(c.restart.start_limit_interval)));
+    return out;
+}
+
+} // namespace vigil

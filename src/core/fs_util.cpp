@@ -1,0 +1,149 @@
+#include "vigil/fs_util.hpp"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace vigil {
+namespace {
+
+Status write_all(int fd, const std::string& content, const std::string& what) {
+    const char* p = content.data();
+    size_t left = content.size();
+    while (left > 0) {
+        ssize_t n = ::write(fd, p, left);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return make_error(errno, "failed to write " + what);
+        }
+        p += n;
+        left -= static_cast<size_t>(n);
+    }
+    return ok_status();
+}
+
+} // namespace
+
+Status ensure_dir(const std::string& path, mode_t mode) {
+    if (path.empty())
+        return make_error("empty directory path");
+    struct stat st;
+    if (::lstat(path.c_str(), &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return ok_status();
+        return make_error(ENOTDIR, fmt::format("{} exists and is not a directory", path));
+    }
+    if (errno != ENOENT)
+        return make_error(errno, "failed to stat " + path);
+    auto slash = path.find_last_of('/');
+    if (slash != std::string::npos && slash > 0) {
+        auto parent = ensure_dir(path.substr(0, slash), 0755);
+        if (!parent)
+            return parent;
+    }
+    if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST)
+        return make_error(errno, "failed to create directory " + path);
+    // mkdir applies the umask; the state dir must be exactly `mode`.
+    if (::chmod(path.c_str(), mode) != 0)
+        return make_error(errno, "failed to set the mode of " + path);
+    return ok_status();
+}
+
+Status atomic_write_file(const std::string& dir, const std::string& name,
+                         const std::string& content, mode_t mode) {
+    UniqueFd dirfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dirfd.valid())
+        return make_error(errno, "failed to open directory " + dir);
+    const std::string target = dir + "/" + name;
+    const std::string tmp = fmt::format(".{}.tmp.{}", name, ::getpid());
+    ::unlinkat(dirfd.get(), tmp.c_str(), 0); // a leftover of a crashed writer
+    UniqueFd fd(::openat(dirfd.get(), tmp.c_str(),
+                         O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+    if (!fd.valid())
+        return make_error(errno, fmt::format("failed to create {}/{}", dir, tmp));
+    auto cleanup = [&] { ::unlinkat(dirfd.get(), tmp.c_str(), 0); };
+    // The umask may have narrowed the mode; the file must have exactly `mode`.
+    if (::fchmod(fd.get(), mode) != 0) {
+        cleanup();
+        return make_error(errno, "failed to set the mode of " + target);
+    }
+    if (auto st = write_all(fd.get(), content, target); !st) {
+        cleanup();
+        return st;
+    }
+    if (::fsync(fd.get()) != 0) {
+        cleanup();
+        return make_error(errno, "failed to fsync " + target);
+    }
+    fd.reset();
+    if (::renameat(dirfd.get(), tmp.c_str(), dirfd.get(), name.c_str()) != 0) {
+        int e = errno;
+        cleanup();
+        return make_error(e, "failed to rename into " + target);
+    }
+    if (::fsync(dirfd.get()) != 0)
+        return make_error(errno, "failed to fsync directory " + dir);
+    return ok_status();
+}
+
+Result<std::string> read_file_nofollow(const std::string& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid())
+        return make_error(errno, "failed to open " + path);
+    std::string out;
+    char buf[4096];
+    for (;;) {
+        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return make_error(errno, "failed to read " + path);
+        }
+        if (n == 0)
+            break;
+        out.append(buf, static_cast<size_t>(n));
+    }
+    return out;
+}
+
+Status remove_file(const std::string& path) {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+        return make_error(errno, "failed to remove " + path);
+    return ok_status();
+}
+
+StateDirLock::Attempt StateDirLock::acquire(const std::string& state_dir) {
+    const std::string path = state_dir + "/vigild.lock";
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!fd.valid())
+        return {Outcome::failed, make_error(errno, "failed to open lock file " + path).message()};
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK)
+            return {Outcome::failed, make_error(errno, "failed to lock " + path).message()};
+        std::string holder;
+        char buf[32] = {};
+        ssize_t n = ::pread(fd.get(), buf, sizeof buf - 1, 0);
+        if (n > 0) {
+            holder = std::string(buf, static_cast<size_t>(n));
+            while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' '))
+                holder.pop_back();
+        }
+        return {Outcome::held_by_other,
+                fmt::format("another vigild{} holds {}: one vigild per state dir (stop it, or "
+                            "pass another --state-dir)",
+                            holder.empty() ? "" : " (pid " + holder + ")", path)};
+    }
+    std::string pid = fmt::format("{}\n", ::getpid());
+    if (::ftruncate(fd.get(), 0) != 0 ||
+        ::pwrite(fd.get(), pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
+        return {Outcome::failed, make_error(errno, "failed to write " + path).message()};
+    fd_ = std::move(fd);
+    return {Outcome::acquired, {}};
+}
+
+} // namespace vigil

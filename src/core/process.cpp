@@ -1,0 +1,131 @@
+#include "vigil/process.hpp"
+
+#include "vigil/fs_util.hpp"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <climits>
+#include <poll.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace vigil {
+
+Result<std::string> read_boot_id() {
+    auto r = read_file_nofollow("/proc/sys/kernel/random/boot_id");
+    if (!r)
+        return r.error();
+    std::string id = *r;
+    while (!id.empty() && (id.back() == '\n' || id.back() == ' '))
+        id.pop_back();
+    return id;
+}
+
+Result<std::uint64_t> read_start_time(pid_t pid) {
+    const std::string path = fmt::format("/proc/{}/stat", pid);
+    auto r = read_file_nofollow(path);
+    if (!r)
+        return r.error();
+    // "pid (comm) state ppid ...": comm may hold anything, so parse from the last ')'.
+    const std::string& s = *r;
+    auto close = s.rfind(')');
+    if (close == std::string::npos)
+        return make_error(EINVAL, "malformed " + path);
+    // After ") " come fields 3, 4, ...; field 22 is the 20th of them.
+    size_t pos = close + 1;
+    for (int field = 3; field <= 22; ++field) {
+        while (pos < s.size() && s[pos] == ' ')
+            ++pos;
+        size_t end = s.find(' ', pos);
+        if (end == std::string::npos)
+            end = s.size();
+        if (field == 22) {
+            std::uint64_t v = 0;
+            auto token = s.substr(pos, end - pos);
+            if (token.empty() || token.find_first_not_of("0123456789") != std::string::npos)
+                return make_error(EINVAL, "malformed start time in " + path);
+            v = std::stoull(token);
+            return v;
+        }
+        pos = end;
+    }
+    return make_error(EINVAL, "short " + path);
+}
+
+Result<std::string> read_exe(pid_t pid) {
+    const std::string path = fmt::format("/proc/{}/exe", pid);
+    char buf[PATH_MAX + 32];
+    ssize_t n = ::readlink(path.c_str(), buf, sizeof buf - 1);
+    if (n < 0)
+        return make_error(errno, "failed to read " + path);
+    return std::string(buf, static_cast<size_t>(n));
+}
+
+Result<ProcessIdentity> read_identity(pid_t pid) {
+    ProcessIdentity id;
+    id.pid = pid;
+    auto st = read_start_time(pid);
+    if (!st)
+        return st.error();
+    id.start_time = *st;
+    auto boot = read_boot_id();
+    if (!boot)
+        return boot.error();
+    id.boot_id = *boot;
+    auto exe = read_exe(pid);
+    if (!exe)
+        return exe.error();
+    id.exe = *exe;
+    return id;
+}
+
+std::string identity_mismatch(const ProcessIdentity& recorded, const ProcessIdentity& actual) {
+    if (recorded.boot_id != actual.boot_id)
+        return fmt::format("the record is from another boot ({} now {})", recorded.boot_id,
+                           actual.boot_id);
+    if (recorded.pid != actual.pid)
+        return fmt::format("pid {} is not the recorded pid {}", actual.pid, recorded.pid);
+    if (recorded.start_time != actual.start_time)
+        return fmt::format("pid {} was reused: it started at tick {}, the recorded child at {}",
+                           actual.pid, actual.start_time, recorded.start_time);
+    static constexpr std::string_view deleted = " (deleted)";
+    std::string exe = actual.exe;
+    if (exe.size() > deleted.size() && exe.ends_with(deleted))
+        exe.resize(exe.size() - deleted.size());
+    if (recorded.exe != exe)
+        return fmt::format("pid {} runs {}, not the recorded {}", actual.pid, actual.exe,
+                           recorded.exe);
+    return {};
+}
+
+Result<UniqueFd> pidfd_open(pid_t pid) {
+    int fd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+    if (fd < 0)
+        return make_error(errno, fmt::format("pidfd_open({})", pid));
+    // pidfds are close-on-exec from the kernel.
+    return UniqueFd(fd);
+}
+
+Status pidfd_send_signal(int pidfd, int sig) {
+    if (::syscall(SYS_pidfd_send_signal, pidfd, sig, nullptr, 0) != 0)
+        return make_error(errno, "pidfd_send_signal");
+    return ok_status();
+}
+
+bool pidfd_exited(int pidfd) {
+    struct pollfd p {
+        pidfd, POLLIN, 0
+    };
+    int n;
+    do {
+        n = ::poll(&p, 1, 0);
+    } while (n < 0 && errno == EINTR);
+    return n > 0 && (p.revents & (POLLIN | POLLHUP)) != 0;
+}
+
+Result<std::string> read_environ(pid_t pid) {
+    return read_file_nofollow(fmt::format("/proc/{}/environ", pid));
+}
+
+} // namespace vigil
