@@ -1,16 +1,24 @@
-// vigild as a whole: the io_context, the signals, the state-dir lock and the supervisor.
+// vigild as a whole: the io_context, the signals, the state-dir lock, sd_notify, the
+// supervisor and the control server. Daemon is also the ControlBackend the control server
+// calls (on the loop thread).
 #pragma once
 
 #include "vigil/asio.hpp"
 #include "vigil/config.hpp"
+#include "vigil/control_backend.hpp"
 #include "vigil/fs_util.hpp"
+#include "vigil/notify.hpp"
 #include "vigil/reaper.hpp"
 #include "vigil/supervisor.hpp"
 
 #include <functional>
+#include <map>
+#include <memory>
 #include <variant>
 
 namespace vigil {
+
+class ControlServer;
 
 // Exit statuses of DESIGN.md (sysexits.h values).
 inline constexpr int kExitOk = 0;
@@ -20,33 +28,59 @@ inline constexpr int kExitCantCreate = 73;
 inline constexpr int kExitTempFail = 75;
 inline constexpr int kExitConfig = 78;
 
-class Daemon {
+class Daemon final : public ControlBackend {
 public:
     // Re-reads the configuration the way main() first read it (file + flags + expansion).
     using ConfigLoader = std::function<std::variant<Config, ConfigError>()>;
 
     Daemon(Config config, ConfigLoader loader);
-    ~Daemon();
+    ~Daemon() override;
 
     // Runs until vigild is told to exit; returns the exit status.
     int run();
 
+    // ControlBackend (loop thread).
+    StatusSnapshot status() override;
+    void start(Reply reply) override;
+    void stop(std::optional<Duration> timeout, Reply reply) override;
+    void restart(Reply reply) override;
+    CommandOutcome signal(int sig) override;
+    CommandOutcome set_oom_score(OomScore score) override;
+    void reload(std::function<void(ReloadOutcome)> reply) override;
+    void shutdown(bool leave_child_running, Reply reply) override;
+    Subscription subscribe_events(std::function<void(const Event&)> cb) override;
+    void unsubscribe_events(Subscription s) override;
+    std::vector<LogLine> log_lines() override;
+    Subscription subscribe_logs(std::function<void(const LogLine&)> cb) override;
+    void unsubscribe_logs(Subscription s) override;
+
 private:
     void start_signal_wait();
     void on_signal(int sig);
-    void on_reload();
+    ReloadOutcome do_reload();
+    void on_state_change(const StateChange& change);
+    void publish(Event e);
+    void start_watchdog();
     void begin_shutdown(bool leave_child);
-    void finish(int code);
+    void finish();
 
     // Declared first so it is destroyed last, after everything that holds its handlers.
     asio::io_context io_;
     Config config_;
     ConfigLoader loader_;
+    Notifier notifier_;
     asio::signal_set signals_;
+    asio::steady_timer watchdog_timer_;
     Reaper reaper_;
     Supervisor supervisor_;
+
     StateDirLock lock_;
+    std::map<Subscription, std::function<void(const Event&)>> event_subscribers_;
+    Subscription next_subscription_ = 1;
+    std::uint64_t next_event_seq_ = 1;
+    bool ready_sent_ = false;
     bool shutting_down_ = false;
+    bool finished_ = false;
     int exit_code_ = kExitOk;
 };
 

@@ -9,7 +9,9 @@
 #include "vigil/result.hpp"
 #include "vigil/unique_fd.hpp"
 
+#include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <sys/types.h>
 
@@ -34,6 +36,9 @@ Result<std::uint64_t> read_start_time(pid_t pid);
 // readlink /proc/PID/exe.
 Result<std::string> read_exe(pid_t pid);
 Result<ProcessIdentity> read_identity(pid_t pid);
+// The wall-clock time a process started: boot time (btime of /proc/stat) plus its start
+// time in clock ticks.
+std::optional<std::chrono::system_clock::time_point> process_start_wall_time(std::uint64_t ticks);
 
 // Why `actual` is not the process `recorded` describes, or "" when it is. An executable
 // replaced on disk since (shown by the kernel as "PATH (deleted)") still matches.

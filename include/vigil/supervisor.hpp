@@ -1,16 +1,21 @@
-// The supervisor: the state machine that keeps one child alive.
+// The supervisor: the state machine that keeps one child alive and healthy.
 //
 // Loop thread only: every public function and every callback runs on the io_context's
-// one thread. The supervisor owns the child handle, its timers and its records.
+// one thread. The supervisor owns the child handle, its timers, its health prober and its
+// records.
 //
 // States (DESIGN.md): stopped -> starting -> running -> unhealthy -> backoff -> starting
 // ...; stopping -> stopped; failed. set_state() is the only writer of state_: it bumps the
 // generation (so queued timer handlers of the old state recognise themselves as stale),
-// logs "state A -> B (reason)" and tells the observer.
+// cancels the timers the new state does not use, logs "state A -> B (reason)" and tells
+// the observers.
 #pragma once
 
 #include "vigil/asio.hpp"
 #include "vigil/config.hpp"
+#include "vigil/control_backend.hpp"
+#include "vigil/health.hpp"
+#include "vigil/output_capture.hpp"
 #include "vigil/process.hpp"
 #include "vigil/reaper.hpp"
 #include "vigil/restart_policy.hpp"
@@ -22,6 +27,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace vigil {
 
@@ -39,28 +45,44 @@ struct StateChange {
 class Supervisor {
 public:
     using StateObserver = std::function<void(const StateChange&)>;
+    // Every event of the stream (seq and time are filled in by the receiver).
+    using EventSink = std::function<void(Event)>;
     // vigild must exit with `code` (69: the child never came up on vigild's first start).
     using FatalHandler = std::function<void(int code, const std::string& reason)>;
 
-    Supervisor(asio::io_context& io, Reaper& reaper, Config config);
+    // `prober` = nullptr: a gRPC prober is made when [health] kind is grpc.
+    Supervisor(asio::io_context& io, Reaper& reaper, Config config,
+               std::unique_ptr<HealthProber> prober = nullptr);
     ~Supervisor();
 
     void set_state_observer(StateObserver o) { observer_ = std::move(o); }
+    void set_event_sink(EventSink s) { events_ = std::move(s); }
     void set_fatal_handler(FatalHandler h) { fatal_ = std::move(h); }
 
-    // vigild's start: adopt the recorded child if it is provably ours, else spawn one.
+    // vigild's start: adopt the recorded child if it is provably ours, else spawn one. The
+    // child must be healthy within startup_timeout from now, or FatalHandler(69) is called.
     void start_initial();
-    // Stops the child in order (stop_signal, SIGKILL after stop_timeout), removes its
-    // records, then calls `done`. Safe in every state.
-    void stop(std::function<void()> done);
-    // Applies a new configuration: restart, stop and OOM settings at once; a change to
-    // what the child runs (binary, args, env, child config, flags, output) restarts it; a
-    // `failed` child is started again. state_dir and root_dir stay as vigild started with
-    // them. Returns true when the child is (re)started because of the reload.
-    bool reload(const Config& next);
+    // Stops the child in order (stop_signal, SIGKILL after `timeout`, default
+    // stop_timeout), removes its records, then calls `done`. Safe in every state.
+    void stop(std::function<void()> done, std::optional<Duration> timeout = std::nullopt);
     // Forgets the child without signalling it; its records stay for the next vigild.
     void detach();
 
+    // Applies a new configuration: restart, stop, health and OOM settings at once; a change
+    // to what the child runs (binary, args, env, child config, flags, output) restarts it;
+    // a `failed` child is started again. state_dir and root_dir stay as vigild started with
+    // them. Returns true when the child is (re)started because of the reload.
+    bool reload(const Config& next);
+
+    // Control commands (see ControlBackend for their contracts).
+    void start_command(ControlBackend::Reply reply);
+    void stop_command(std::optional<Duration> timeout, ControlBackend::Reply reply);
+    void restart_command(ControlBackend::Reply reply);
+    CommandOutcome signal_command(int sig);
+    CommandOutcome set_oom_score_command(OomScore score);
+    StatusSnapshot status() const;
+
+    OutputCapture& output() { return output_; }
     ChildState state() const { return state_; }
     pid_t child_pid() const;
     bool child_adopted() const;
@@ -70,55 +92,88 @@ public:
 private:
     struct Child;
 
+    bool health_enabled() const;
     void set_state(ChildState next, std::string reason);
+    void emit(Event e);
     // Counts the start against the start limit (-> failed), then spawns.
     void start_counted(std::string reason);
     void enter_starting_fresh(std::string reason);
+    void begin_health_or_run(const std::string& how);
     void enter_running(std::string reason);
     void enter_backoff(Duration delay, std::string reason);
-    void enter_stopping();
+    void enter_stopping(std::optional<Duration> timeout = std::nullopt);
     void enter_stopped(std::string reason);
     void enter_failed(std::string reason);
 
     void on_child_exit(const ExitStatus& status);
     void on_backoff_expired();
     void on_stop_timeout();
+    void on_startup_timeout();
+    void on_first_start_deadline();
+    void on_probe_result(const HealthOutcome& outcome);
     void on_oom_follow_tick();
 
     bool adopt(std::string& why_not);
     Status write_child_config();
     void watch_adopted_exit();
     // Reads the target (vigild's own score for inherit), writes it if `write`, logs the
-    // actual score read back.
-    void apply_oom_score(bool write);
+    // actual score read back. Returns the write's failure, if any.
+    Status apply_oom_score(bool write);
     void start_oom_follow();
+    void schedule_probe(Duration delay);
+    void kill_for(std::string reason);
     void schedule_restart(const ExitStatus& status, std::string reason);
+    void fail_start(std::string reason);
     void signal_child(int sig, std::string_view why);
+    void answer_start_replies(const CommandOutcome& outcome);
     std::vector<std::string> child_argv() const;
 
     asio::io_context& io_;
     Reaper& reaper_;
     Config config_;
+    std::unique_ptr<HealthProber> prober_;
+    OutputCapture output_;
     StateObserver observer_;
+    EventSink events_;
     FatalHandler fatal_;
 
     ChildState state_ = ChildState::stopped;
+    std::string state_reason_;
+    SystemTime state_since_ = std::chrono::system_clock::now();
     unsigned generation_ = 0;
     std::unique_ptr<Child> child_;
     std::function<void()> stop_done_;
-    bool restart_after_stop_ = false; // a reload changed the child: start it once stopped
+    bool restart_after_stop_ = false;                  // a reload or restart: start once stopped
+    std::vector<ControlBackend::Reply> start_replies_; // answered when a child is spawned
 
-    bool ever_healthy_ = false; // the first start has succeeded: failures never exit vigild
+    // vigild's first start: until the child is first healthy, failing to come up within
+    // startup_timeout (from vigild's start) makes vigild exit 69.
+    bool first_start_pending_ = false;
+    std::string last_failure_; // the last reason the child did not come up
     unsigned restart_count_ = 0;
     unsigned backoff_attempt_ = 0;
     StartLimiter limiter_;
     std::optional<ExitStatus> last_exit_;
+    std::optional<SystemTime> last_exit_at_;
     int last_applied_oom_ = 0;
     unsigned oom_generation_ = 0;
+
+    // Health: one probe in flight at most; a reply is taken only if its id is awaited.
+    unsigned probe_seq_ = 0;
+    unsigned awaited_probe_ = 0;
+    unsigned probe_timer_gen_ = 0;
+    Duration probe_delay_{};
+    unsigned consecutive_failures_ = 0;
+    std::optional<HealthOutcome> last_health_;
+    std::optional<SystemTime> last_health_at_;
 
     asio::steady_timer backoff_timer_;
     asio::steady_timer stop_timer_;
     asio::steady_timer oom_timer_;
+    asio::steady_timer probe_timer_;
+    asio::steady_timer startup_timer_;
+    asio::steady_timer first_start_timer_;
+    asio::steady_timer dump_timer_;
 };
 
 } // namespace vigil

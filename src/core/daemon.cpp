@@ -2,14 +2,16 @@
 
 #include "vigil/log.hpp"
 
+#include <fmt/format.h>
+
 #include <csignal>
 #include <unistd.h>
 
 namespace vigil {
 
 Daemon::Daemon(Config config, ConfigLoader loader)
-    : config_(config), loader_(std::move(loader)), signals_(io_), reaper_(io_),
-      supervisor_(io_, reaper_, std::move(config)) {}
+    : config_(config), loader_(std::move(loader)), signals_(io_), watchdog_timer_(io_),
+      reaper_(io_), supervisor_(io_, reaper_, std::move(config)) {}
 
 Daemon::~Daemon() = default;
 
@@ -50,6 +52,9 @@ int Daemon::run() {
         exit_code_ = code;
         begin_shutdown(false);
     });
+    supervisor_.set_state_observer([this](const StateChange& c) { on_state_change(c); });
+    supervisor_.set_event_sink([this](Event e) { publish(std::move(e)); });
+    start_watchdog();
     log::info("vigild {} (pid {}) supervising {} in {}", VIGIL_VERSION, ::getpid(),
               config_.child.binary, state_dir);
     asio::post(io_, [this] { supervisor_.start_initial(); });
@@ -59,10 +64,10 @@ int Daemon::run() {
 
 void Daemon::start_signal_wait() {
     signals_.async_wait([this](const boost::system::error_code& ec, int sig) {
-        if (ec)
+        if (ec || finished_)
             return;
         on_signal(sig);
-        if (!shutting_down_)
+        if (!finished_)
             start_signal_wait();
     });
 }
@@ -80,45 +85,164 @@ void Daemon::on_signal(int sig) {
         begin_shutdown(true);
         return;
     case SIGHUP:
-        on_reload();
+        log::info("SIGHUP received: reloading {}", config_.source);
+        (void)do_reload();
         return;
     default:
         return;
     }
 }
 
-void Daemon::on_reload() {
-    log::info("SIGHUP received: reloading {}", config_.source);
+ReloadOutcome Daemon::do_reload() {
+    notifier_.reloading();
     auto loaded = loader_();
+    ReloadOutcome out;
     if (auto* err = std::get_if<ConfigError>(&loaded)) {
         log::error("reload failed, keeping the running configuration: {}", err->message);
-        return;
+        out.outcome = CommandOutcome::invalid("reload failed, the running configuration is "
+                                              "kept: " +
+                                              err->message);
+    } else {
+        auto& next = std::get<Config>(loaded);
+        log::set_level(next.daemon.log_level);
+        out.child_restarted = supervisor_.reload(next);
+        config_ = supervisor_.config();
+        out.outcome = CommandOutcome::success(out.child_restarted
+                                                  ? "configuration reloaded; the child restarts"
+                                                  : "configuration reloaded");
     }
-    auto& next = std::get<Config>(loaded);
-    log::set_level(next.daemon.log_level);
-    supervisor_.reload(next);
-    config_ = std::move(next);
+    // READY=1 ends the reload for systemd, whatever its outcome.
+    notifier_.ready(
+        fmt::format("{}, pid {}", to_string(supervisor_.state()), supervisor_.child_pid()));
+    return out;
+}
+
+void Daemon::on_state_change(const StateChange& c) {
+    const std::string status =
+        c.pid
+            ? fmt::format("child {}, pid {}, {} restarts", to_string(c.to), c.pid, c.restart_count)
+            : fmt::format("child {}, {} restarts", to_string(c.to), c.restart_count);
+    if (c.to == ChildState::running && !ready_sent_) {
+        ready_sent_ = true;
+        notifier_.ready(status);
+    } else {
+        notifier_.status(status);
+    }
+}
+
+void Daemon::publish(Event e) {
+    e.seq = next_event_seq_++;
+    e.time = std::chrono::system_clock::now();
+    // A copy: a subscriber may unsubscribe itself from its callback.
+    auto subs = event_subscribers_;
+    for (auto& [id, cb] : subs)
+        cb(e);
+}
+
+void Daemon::start_watchdog() {
+    auto interval = notifier_.watchdog_interval();
+    if (!interval)
+        return;
+    notifier_.watchdog();
+    watchdog_timer_.expires_after(*interval);
+    watchdog_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec || finished_)
+            return;
+        start_watchdog();
+    });
 }
 
 void Daemon::begin_shutdown(bool leave_child) {
     if (shutting_down_)
         return;
     shutting_down_ = true;
+    notifier_.stopping();
     if (leave_child) {
         supervisor_.detach();
-        finish(exit_code_);
+        finish();
         return;
     }
-    supervisor_.stop([this] { finish(exit_code_); });
+    supervisor_.stop([this] { finish(); });
 }
 
-void Daemon::finish(int code) {
-    exit_code_ = code;
+void Daemon::finish() {
+    if (finished_)
+        return;
+    finished_ = true;
     // Every pending operation is cancelled; io_.run() returns once their handlers ran.
     signals_.cancel();
+    watchdog_timer_.cancel();
     reaper_.close();
     supervisor_.detach();
-    log::info("vigild exits {}", code);
+    log::info("vigild exits {}", exit_code_);
+}
+
+// ---- ControlBackend ------------------------------------------------------------------
+
+StatusSnapshot Daemon::status() {
+    return supervisor_.status();
+}
+
+void Daemon::start(Reply reply) {
+    if (shutting_down_)
+        return reply(CommandOutcome::precondition("vigild is shutting down"));
+    supervisor_.start_command(std::move(reply));
+}
+
+void Daemon::stop(std::optional<Duration> timeout, Reply reply) {
+    if (shutting_down_)
+        return reply(CommandOutcome::precondition("vigild is shutting down"));
+    supervisor_.stop_command(timeout, std::move(reply));
+}
+
+void Daemon::restart(Reply reply) {
+    if (shutting_down_)
+        return reply(CommandOutcome::precondition("vigild is shutting down"));
+    supervisor_.restart_command(std::move(reply));
+}
+
+CommandOutcome Daemon::signal(int sig) {
+    return supervisor_.signal_command(sig);
+}
+
+CommandOutcome Daemon::set_oom_score(OomScore score) {
+    return supervisor_.set_oom_score_command(score);
+}
+
+void Daemon::reload(std::function<void(ReloadOutcome)> reply) {
+    if (shutting_down_)
+        return reply({CommandOutcome::precondition("vigild is shutting down"), false});
+    log::info("reload requested over the control socket: reloading {}", config_.source);
+    reply(do_reload());
+}
+
+void Daemon::shutdown(bool leave_child_running, Reply reply) {
+    reply(CommandOutcome::success(leave_child_running ? "vigild exits, leaving the child running"
+                                                      : "vigild stops the child and exits"));
+    // After the reply is on its way: the server drains before the loop ends.
+    asio::post(io_, [this, leave_child_running] { begin_shutdown(leave_child_running); });
+}
+
+ControlBackend::Subscription Daemon::subscribe_events(std::function<void(const Event&)> cb) {
+    const auto id = next_subscription_++;
+    event_subscribers_.emplace(id, std::move(cb));
+    return id;
+}
+
+void Daemon::unsubscribe_events(Subscription s) {
+    event_subscribers_.erase(s);
+}
+
+std::vector<LogLine> Daemon::log_lines() {
+    return supervisor_.output().lines();
+}
+
+ControlBackend::Subscription Daemon::subscribe_logs(std::function<void(const LogLine&)> cb) {
+    return supervisor_.output().subscribe(std::move(cb));
+}
+
+void Daemon::unsubscribe_logs(Subscription s) {
+    supervisor_.output().unsubscribe(s);
 }
 
 } // namespace vigil

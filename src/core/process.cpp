@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <cstdlib>
 #include <poll.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -78,6 +79,21 @@ Result<ProcessIdentity> read_identity(pid_t pid) {
         return exe.error();
     id.exe = *exe;
     return id;
+}
+
+std::optional<std::chrono::system_clock::time_point> process_start_wall_time(std::uint64_t ticks) {
+    auto stat = read_file_nofollow("/proc/stat");
+    if (!stat)
+        return std::nullopt;
+    auto pos = stat->find("\nbtime ");
+    if (pos == std::string::npos)
+        return std::nullopt;
+    const long long btime = std::atoll(stat->c_str() + pos + 7);
+    const long hz = ::sysconf(_SC_CLK_TCK);
+    if (btime <= 0 || hz <= 0)
+        return std::nullopt;
+    const auto since_boot = std::chrono::milliseconds(static_cast<long long>(ticks) * 1000 / hz);
+    return std::chrono::system_clock::time_point(std::chrono::seconds(btime)) + since_boot;
 }
 
 std::string identity_mismatch(const ProcessIdentity& recorded, const ProcessIdentity& actual) {

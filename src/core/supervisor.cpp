@@ -9,6 +9,9 @@
 #include <fmt/format.h>
 
 #include <csignal>
+#include <cstring>
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace vigil {
 namespace {
@@ -16,12 +19,35 @@ namespace {
 // How often vigild re-reads its own oom_score_adj when the child follows it ("inherit").
 // /proc offers no change notification; one small read a second is the cost.
 constexpr auto kOomFollowInterval = std::chrono::seconds(1);
+// While starting, the first probe comes this soon after exec; the delay then doubles up
+// to [health] interval, so readiness is noticed within milliseconds of the child serving.
+constexpr Duration kFirstProbeDelay{2};
 
 std::string ms(Clock::duration d) {
     return fmt::format("{}ms", std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
 }
 
+SystemTime wall_now() {
+    return std::chrono::system_clock::now();
+}
+
 } // namespace
+
+std::string_view to_string(Event::Kind k) {
+    switch (k) {
+    case Event::Kind::state:
+        return "state";
+    case Event::Kind::exit:
+        return "exit";
+    case Event::Kind::health:
+        return "health";
+    case Event::Kind::oom:
+        return "oom";
+    case Event::Kind::reload:
+        return "reload";
+    }
+    return "?";
+}
 
 std::string_view to_string(ChildState s) {
     switch (s) {
@@ -49,15 +75,22 @@ struct Supervisor::Child {
     bool adopted = false;
     ProcessIdentity identity;
     Clock::time_point started{};
-    bool healthy = false;
+    SystemTime started_wall{};
+    bool healthy = false; // reached running at least once
     Clock::time_point healthy_since{};
+    std::string kill_reason; // vigild killed it (hung, startup timeout): why
     // Adopted children only: readable when the process exits.
     std::optional<asio::posix::stream_descriptor> exit_watch;
 };
 
-Supervisor::Supervisor(asio::io_context& io, Reaper& reaper, Config config)
-    : io_(io), reaper_(reaper), config_(std::move(config)), backoff_timer_(io), stop_timer_(io),
-      oom_timer_(io) {}
+Supervisor::Supervisor(asio::io_context& io, Reaper& reaper, Config config,
+                       std::unique_ptr<HealthProber> prober)
+    : io_(io), reaper_(reaper), config_(std::move(config)), prober_(std::move(prober)), output_(io),
+      backoff_timer_(io), stop_timer_(io), oom_timer_(io), probe_timer_(io), startup_timer_(io),
+      first_start_timer_(io), dump_timer_(io) {
+    if (!prober_ && config_.health.kind == HealthKind::grpc)
+        prober_ = std::make_unique<GrpcHealthProber>(io_, config_.health);
+}
 
 Supervisor::~Supervisor() {
     if (child_)
@@ -70,22 +103,60 @@ pid_t Supervisor::child_pid() const {
 bool Supervisor::child_adopted() const {
     return child_ && child_->adopted;
 }
+bool Supervisor::health_enabled() const {
+    return config_.health.kind == HealthKind::grpc && prober_ != nullptr;
+}
+
+void Supervisor::emit(Event e) {
+    if (events_)
+        events_(std::move(e));
+}
 
 void Supervisor::set_state(ChildState next, std::string reason) {
     const ChildState prev = state_;
     state_ = next;
+    state_reason_ = reason;
+    state_since_ = wall_now();
     ++generation_;
     // Timers belong to states; a state that does not use a timer must not see it fire.
     if (next != ChildState::backoff)
         backoff_timer_.cancel();
     if (next != ChildState::stopping)
         stop_timer_.cancel();
-    log::info("state {} -> {} ({})", to_string(prev), to_string(next), reason);
+    if (next != ChildState::starting)
+        startup_timer_.cancel();
+    if (next != ChildState::starting && next != ChildState::running &&
+        next != ChildState::unhealthy) {
+        probe_timer_.cancel();
+        awaited_probe_ = 0; // a reply still in flight is stale
+        dump_timer_.cancel();
+    }
+    if (next == ChildState::failed || next == ChildState::backoff)
+        log::warn("state {} -> {} ({})", to_string(prev), to_string(next), reason);
+    else
+        log::info("state {} -> {} ({})", to_string(prev), to_string(next), reason);
+    Event e;
+    e.kind = Event::Kind::state;
+    e.from_state = std::string(to_string(prev));
+    e.to_state = std::string(to_string(next));
+    e.pid = child_pid();
+    e.message = fmt::format("state {} -> {} ({})", e.from_state, e.to_state, reason);
+    emit(std::move(e));
     if (observer_)
         observer_(StateChange{prev, next, std::move(reason), child_pid(), restart_count_});
 }
 
+// ---- starting ------------------------------------------------------------------------
+
 void Supervisor::start_initial() {
+    first_start_pending_ = true;
+    if (health_enabled()) {
+        first_start_timer_.expires_after(config_.health.startup_timeout);
+        first_start_timer_.async_wait([this](const boost::system::error_code& ec) {
+            if (!ec)
+                on_first_start_deadline();
+        });
+    }
     std::string why_not;
     if (adopt(why_not))
         return;
@@ -105,61 +176,6 @@ void Supervisor::start_counted(std::string reason) {
     enter_starting_fresh(std::move(reason));
 }
 
-namespace {
-
-// What the child is: a change to any of these needs a new child.
-bool child_definition_changed(const Config& a, const Config& b) {
-    const auto &x = a.child, &y = b.child;
-    const bool level_passed = !x.log_level_flag.empty() || !y.log_level_flag.empty();
-    return x.binary != y.binary || x.args != y.args || x.config_file != y.config_file ||
-           x.config_flag != y.config_flag || x.log_level_flag != y.log_level_flag ||
-           x.new_session != y.new_session || x.env != y.env || x.output != y.output ||
-           x.config != y.config || (level_passed && a.daemon.log_level != b.daemon.log_level);
-}
-
-} // namespace
-
-bool Supervisor::reload(const Config& next_in) {
-    Config next = next_in;
-    if (next.daemon.state_dir != config_.daemon.state_dir ||
-        next.daemon.root_dir != config_.daemon.root_dir)
-        log::warn("reload: state_dir and root_dir changes take effect when vigild restarts; "
-                  "keeping {} and {}",
-                  config_.daemon.state_dir, config_.daemon.root_dir);
-    next.daemon.state_dir = config_.daemon.state_dir;
-    next.daemon.root_dir = config_.daemon.root_dir;
-    const bool child_changed = child_definition_changed(config_, next);
-    const bool oom_changed = config_.child.oom_score_adj != next.child.oom_score_adj;
-    config_ = std::move(next);
-    log::info("configuration reloaded{}", child_changed ? "; the child's definition changed" : "");
-
-    switch (state_) {
-    case ChildState::failed:
-        limiter_.reset();
-        backoff_attempt_ = 0;
-        start_counted("reload after failure");
-        return true;
-    case ChildState::starting:
-    case ChildState::running:
-    case ChildState::unhealthy:
-        if (child_changed) {
-            restart_after_stop_ = true;
-            enter_stopping();
-            return true;
-        }
-        if (oom_changed) {
-            apply_oom_score(true);
-            start_oom_follow();
-        }
-        return false;
-    case ChildState::stopped:
-    case ChildState::backoff:
-    case ChildState::stopping:
-        return false;
-    }
-    return false;
-}
-
 bool Supervisor::adopt(std::string& why_not) {
     auto found = find_adoptable_child(config_.daemon.state_dir, why_not);
     if (!found)
@@ -170,13 +186,14 @@ bool Supervisor::adopt(std::string& why_not) {
     child_->adopted = true;
     child_->identity = found->identity;
     child_->started = Clock::now();
+    child_->started_wall = process_start_wall_time(found->identity.start_time).value_or(wall_now());
     watch_adopted_exit();
     set_state(ChildState::starting,
               fmt::format("adopted pid {} ({}), proven by start time {} and boot id", child_->pid,
                           child_->identity.exe, child_->identity.start_time));
-    apply_oom_score(true);
+    (void)apply_oom_score(true);
     start_oom_follow();
-    enter_running("adopted child is alive (health checks off)");
+    begin_health_or_run("adopted child is alive");
     return true;
 }
 
@@ -191,9 +208,7 @@ void Supervisor::watch_adopted_exit() {
     const pid_t pid = child_->pid;
     child_->exit_watch->async_wait(asio::posix::stream_descriptor::wait_read,
                                    [this, pid](const boost::system::error_code& ec) {
-                                       if (ec)
-                                           return;
-                                       if (!child_ || child_->pid != pid)
+                                       if (ec || !child_ || child_->pid != pid)
                                            return;
                                        on_child_exit(ExitStatus{});
                                    });
@@ -203,9 +218,18 @@ Status Supervisor::write_child_config() {
     const auto& file = config_.child.config_file;
     if (file.empty())
         return ok_status();
-    // config_file is a plain name (the loader checks it): it lives in state_dir.
-    return atomic_write_file(config_.daemon.state_dir, file, format_toml(config_.child.config),
-                             0600);
+    // config_file is a plain name (the loader checks it): it lives in state_dir. A file that
+    // already holds exactly this text (mode 0600, not a symlink) is left alone: the fsyncs
+    // of a rewrite would only delay the restart.
+    const std::string text = format_toml(config_.child.config);
+    const std::string path = config_.daemon.state_dir + "/" + file;
+    struct stat st;
+    if (::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 07777) == 0600 &&
+        st.st_uid == ::geteuid()) {
+        if (auto current = read_file_nofollow(path); current && *current == text)
+            return ok_status();
+    }
+    return atomic_write_file(config_.daemon.state_dir, file, text, 0600);
 }
 
 std::vector<std::string> Supervisor::child_argv() const {
@@ -223,15 +247,24 @@ std::vector<std::string> Supervisor::child_argv() const {
     return argv;
 }
 
+void Supervisor::fail_start(std::string reason) {
+    log::error("{}", reason);
+    last_failure_ = reason;
+    answer_start_replies(CommandOutcome{CommandOutcome::Code::internal, reason});
+    if (first_start_pending_ && fatal_) {
+        // vigild's own first start: a child that cannot even be exec'd (binary missing)
+        // will not get better by waiting, so vigild exits 69 at once.
+        first_start_pending_ = false;
+        first_start_timer_.cancel();
+        fatal_(69, reason);
+        return;
+    }
+    schedule_restart(ExitStatus{}, std::move(reason));
+}
+
 void Supervisor::enter_starting_fresh(std::string reason) {
     if (auto st = write_child_config(); !st) {
-        const std::string msg = "failed to write the child's config file: " + st.error().message();
-        log::error("{}", msg);
-        if (!ever_healthy_ && fatal_) {
-            fatal_(69, msg);
-            return;
-        }
-        schedule_restart(ExitStatus{}, msg);
+        fail_start("failed to write the child's config file: " + st.error().message());
         return;
     }
     SpawnSpec spec;
@@ -241,23 +274,33 @@ void Supervisor::enter_starting_fresh(std::string reason) {
     spec.new_session = config_.child.new_session;
     if (!config_.child.oom_score_adj.inherit)
         spec.oom_score = config_.child.oom_score_adj.value;
-
-    auto spawned = spawn_child(spec);
-    if (!spawned) {
-        const std::string msg = spawned.error().message();
-        log::error("{}", msg);
-        if (!ever_healthy_ && fatal_) {
-            fatal_(69, msg);
+    std::optional<OutputCapture::Pipes> pipes;
+    if (config_.child.output == OutputMode::capture) {
+        auto p = output_.prepare();
+        if (!p) {
+            fail_start(p.error().message());
             return;
         }
-        schedule_restart(ExitStatus{}, msg);
+        pipes = std::move(*p);
+        spec.stdout_fd = pipes->stdout_w.get();
+        spec.stderr_fd = pipes->stderr_w.get();
+    }
+
+    auto spawned = spawn_child(spec);
+    pipes.reset(); // the child holds the write ends now; EOF comes when it is gone
+    if (!spawned) {
+        output_.abandon();
+        fail_start(spawned.error().message());
         return;
     }
     child_ = std::make_unique<Child>();
     child_->pid = spawned->pid;
     child_->pidfd = std::move(spawned->pidfd);
     child_->started = Clock::now();
+    child_->started_wall = wall_now();
     const pid_t pid = child_->pid;
+    if (config_.child.output == OutputMode::capture)
+        output_.attach(pid);
     reaper_.watch(pid, [this, pid](int status) {
         if (child_ && child_->pid == pid)
             on_child_exit(ExitStatus::from_wait_status(status));
@@ -274,13 +317,32 @@ void Supervisor::enter_starting_fresh(std::string reason) {
     }
     set_state(ChildState::starting,
               fmt::format("{}: spawned pid {} ({})", reason, pid, spawned->exe));
+    answer_start_replies(CommandOutcome::success(fmt::format("started pid {}", pid)));
     if (spawned->oom_errno != 0)
         log::warn("failed to set oom_score_adj {} for child pid {}: {}; {}",
                   config_.child.oom_score_adj.value, pid, strerror(spawned->oom_errno),
                   oom_failure_hint(spawned->oom_errno));
-    apply_oom_score(false);
+    (void)apply_oom_score(false);
     start_oom_follow();
-    enter_running("exec succeeded (health checks off)");
+    begin_health_or_run("exec succeeded");
+}
+
+void Supervisor::begin_health_or_run(const std::string& how) {
+    if (!health_enabled()) {
+        enter_running(how + " (health checks off)");
+        return;
+    }
+    consecutive_failures_ = 0;
+    prober_->reset(); // one channel per child incarnation
+    probe_delay_ = kFirstProbeDelay;
+    const unsigned gen = generation_;
+    startup_timer_.expires_after(config_.health.startup_timeout);
+    startup_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
+        if (ec || gen != generation_)
+            return;
+        on_startup_timeout();
+    });
+    schedule_probe(probe_delay_);
 }
 
 void Supervisor::enter_running(std::string reason) {
@@ -288,9 +350,180 @@ void Supervisor::enter_running(std::string reason) {
         return;
     child_->healthy = true;
     child_->healthy_since = Clock::now();
-    ever_healthy_ = true;
+    if (first_start_pending_) {
+        first_start_pending_ = false;
+        first_start_timer_.cancel();
+    }
     set_state(ChildState::running,
               fmt::format("{}, {} after start", reason, ms(Clock::now() - child_->started)));
+}
+
+void Supervisor::on_first_start_deadline() {
+    if (!first_start_pending_)
+        return;
+    first_start_pending_ = false;
+    const std::string reason = fmt::format(
+        "the child was not healthy within startup_timeout {} of vigild's start (last: {})",
+        format_duration(config_.health.startup_timeout),
+        last_failure_.empty() ? "no answer yet" : last_failure_);
+    if (fatal_)
+        fatal_(69, reason);
+}
+
+void Supervisor::on_startup_timeout() {
+    switch (state_) {
+    case ChildState::starting:
+        kill_for(fmt::format("not healthy within startup_timeout {} (last: {})",
+                             format_duration(config_.health.startup_timeout),
+                             last_failure_.empty() ? "no answer yet" : last_failure_));
+        return;
+    case ChildState::stopped:
+    case ChildState::running:
+    case ChildState::unhealthy:
+    case ChildState::backoff:
+    case ChildState::stopping:
+    case ChildState::failed:
+        return;
+    }
+}
+
+// ---- health --------------------------------------------------------------------------
+
+void Supervisor::schedule_probe(Duration delay) {
+    const unsigned gen = ++probe_timer_gen_;
+    probe_timer_.expires_after(delay);
+    probe_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
+        if (ec || gen != probe_timer_gen_ || !child_ || !child_->kill_reason.empty())
+            return;
+        const unsigned id = ++probe_seq_;
+        awaited_probe_ = id;
+        last_health_at_ = wall_now();
+        prober_->probe([this, id](const HealthOutcome& outcome) {
+            if (id != awaited_probe_)
+                return; // stale: the child or the state changed since
+            awaited_probe_ = 0;
+            on_probe_result(outcome);
+        });
+    });
+}
+
+void Supervisor::on_probe_result(const HealthOutcome& outcome) {
+    const bool changed = !last_health_ || last_health_->result != outcome.result;
+    last_health_ = outcome;
+    if (changed) {
+        Event e;
+        e.kind = Event::Kind::health;
+        e.pid = child_pid();
+        e.health_result = std::string(to_string(outcome.result));
+        e.message = fmt::format("health of pid {}: {}", child_pid(), outcome.describe());
+        emit(std::move(e));
+    }
+    switch (state_) {
+    case ChildState::starting:
+        if (outcome.healthy()) {
+            consecutive_failures_ = 0;
+            enter_running("healthy: SERVING");
+            schedule_probe(config_.health.interval);
+            return;
+        }
+        last_failure_ = outcome.describe();
+        if (changed)
+            log::info("child pid {} not ready: {}", child_pid(), outcome.describe());
+        else
+            log::debug("child pid {} not ready: {}", child_pid(), outcome.describe());
+        probe_delay_ = std::min(probe_delay_ * 2, config_.health.interval);
+        schedule_probe(probe_delay_);
+        return;
+    case ChildState::running:
+    case ChildState::unhealthy:
+        if (outcome.healthy()) {
+            consecutive_failures_ = 0;
+            if (state_ == ChildState::unhealthy)
+                set_state(ChildState::running, "health recovered: SERVING");
+            schedule_probe(config_.health.interval);
+            return;
+        }
+        ++consecutive_failures_;
+        last_failure_ = outcome.describe();
+        {
+            const std::string what =
+                fmt::format("health check failed ({}/{}): {}", consecutive_failures_,
+                            config_.health.failure_threshold, outcome.describe());
+            if (consecutive_failures_ >= static_cast<unsigned>(config_.health.failure_threshold)) {
+                kill_for(fmt::format("{} consecutive failed health checks, last: {}",
+                                     consecutive_failures_, outcome.describe()));
+                return;
+            }
+            if (state_ == ChildState::running)
+                set_state(ChildState::unhealthy, what);
+            else
+                log::warn("{}", what);
+        }
+        schedule_probe(config_.health.interval);
+        return;
+    case ChildState::stopped:
+    case ChildState::backoff:
+    case ChildState::stopping:
+    case ChildState::failed:
+        return;
+    }
+}
+
+void Supervisor::kill_for(std::string reason) {
+    if (!child_)
+        return;
+    child_->kill_reason = reason;
+    probe_timer_.cancel();
+    awaited_probe_ = 0;
+    const auto dump = config_.health.dump_signal;
+    if (dump && child_->healthy) {
+        log::warn("child pid {}: {}; sending {} and SIGKILL {} later", child_->pid, reason,
+                  signal_name(*dump), format_duration(config_.health.dump_wait));
+        signal_child(*dump, "dump before kill");
+        const unsigned gen = generation_;
+        const pid_t pid = child_->pid;
+        dump_timer_.expires_after(config_.health.dump_wait);
+        dump_timer_.async_wait([this, gen, pid](const boost::system::error_code& ec) {
+            if (ec || gen != generation_ || child_pid() != pid)
+                return;
+            signal_child(SIGKILL, "kill after dump");
+        });
+        return;
+    }
+    log::warn("child pid {}: {}; sending SIGKILL", child_->pid, reason);
+    signal_child(SIGKILL, "kill");
+}
+
+// ---- exits and restarts --------------------------------------------------------------
+
+void Supervisor::schedule_restart(const ExitStatus& status, std::string reason) {
+    if (!should_restart(config_.restart.policy, status)) {
+        child_.reset();
+        enter_stopped(fmt::format("{}; restart policy {} does not restart it", reason,
+                                  to_string(config_.restart.policy)));
+        return;
+    }
+    const auto now = Clock::now();
+    const bool was_healthy = child_ && child_->healthy;
+    if (was_healthy && now - child_->healthy_since >= config_.restart.reset_after)
+        backoff_attempt_ = 0;
+    // Only a child that ran healthy is restarted at once; a failed start always waits.
+    if (!was_healthy && backoff_attempt_ == 0)
+        backoff_attempt_ = 1;
+    const Duration delay = backoff_delay(backoff_attempt_, config_.restart.backoff_initial,
+                                         config_.restart.backoff_max);
+    ++backoff_attempt_;
+    child_.reset();
+    // A restart counts against the start limit when it is decided, so a crash loop ends in
+    // `failed` without first sitting out the back-off.
+    if (!limiter_.try_start(now, config_.restart.start_limit_burst,
+                            config_.restart.start_limit_interval)) {
+        enter_failed(fmt::format("{}; start limit hit: more than {} starts within {}", reason,
+                                 config_.restart.start_limit_burst,
+                                 format_duration(config_.restart.start_limit_interval)));
+        return;
+    }
+    enter_backoff(delay, std::move(reason));
 }
 
 void Supervisor::enter_backoff(Duration delay, std::string reason) {
@@ -320,49 +553,34 @@ void Supervisor::on_backoff_expired() {
     }
 }
 
-void Supervisor::schedule_restart(const ExitStatus& status, std::string reason) {
-    if (!should_restart(config_.restart.policy, status)) {
-        enter_stopped(fmt::format("{}; restart policy {} does not restart it", reason,
-                                  to_string(config_.restart.policy)));
-        return;
-    }
-    const auto now = Clock::now();
-    const bool was_healthy = child_ && child_->healthy;
-    if (was_healthy && now - child_->healthy_since >= config_.restart.reset_after)
-        backoff_attempt_ = 0;
-    // Only a child that ran healthy is restarted at once; a failed start always waits.
-    if (!was_healthy && backoff_attempt_ == 0)
-        backoff_attempt_ = 1;
-    const Duration delay = backoff_delay(backoff_attempt_, config_.restart.backoff_initial,
-                                         config_.restart.backoff_max);
-    ++backoff_attempt_;
-    child_.reset();
-    // A restart counts against the start limit when it is decided, so a crash loop ends in
-    // `failed` without first sitting out the back-off.
-    if (!limiter_.try_start(now, config_.restart.start_limit_burst,
-                            config_.restart.start_limit_interval)) {
-        enter_failed(fmt::format("{}; start limit hit: more than {} starts within {}", reason,
-                                 config_.restart.start_limit_burst,
-                                 format_duration(config_.restart.start_limit_interval)));
-        return;
-    }
-    enter_backoff(delay, std::move(reason));
-}
-
 void Supervisor::on_child_exit(const ExitStatus& status) {
     const pid_t pid = child_->pid;
     const auto ran = Clock::now() - child_->started;
     last_exit_ = status;
+    last_exit_at_ = wall_now();
     oom_timer_.cancel();
     remove_child_records(config_.daemon.state_dir);
-    const std::string reason =
+    std::string reason =
         fmt::format("child pid {} exited: {}, after {}", pid, describe(status), ms(ran));
+    if (!child_->kill_reason.empty())
+        reason += " (killed by vigild: " + child_->kill_reason + ")";
+    {
+        Event e;
+        e.kind = Event::Kind::exit;
+        e.pid = pid;
+        e.exit = status;
+        e.message = reason;
+        emit(std::move(e));
+    }
     switch (state_) {
     case ChildState::stopping:
         child_.reset();
         enter_stopped(reason);
         return;
     case ChildState::starting:
+        last_failure_ = reason; // a death while starting is a failed start at once
+        schedule_restart(status, reason);
+        return;
     case ChildState::running:
     case ChildState::unhealthy:
         schedule_restart(status, reason);
@@ -377,8 +595,12 @@ void Supervisor::on_child_exit(const ExitStatus& status) {
     }
 }
 
-void Supervisor::stop(std::function<void()> done) {
-    restart_after_stop_ = false; // an explicit stop wins over a pending reload restart
+// ---- stopping ------------------------------------------------------------------------
+
+void Supervisor::stop(std::function<void()> done, std::optional<Duration> timeout) {
+    restart_after_stop_ = false; // an explicit stop wins over a pending restart
+    first_start_pending_ = false;
+    first_start_timer_.cancel();
     switch (state_) {
     case ChildState::stopped:
     case ChildState::failed:
@@ -401,22 +623,25 @@ void Supervisor::stop(std::function<void()> done) {
     case ChildState::running:
     case ChildState::unhealthy:
         stop_done_ = std::move(done);
-        enter_stopping();
+        enter_stopping(timeout);
         return;
     }
 }
 
-void Supervisor::enter_stopping() {
+void Supervisor::enter_stopping(std::optional<Duration> timeout) {
+    const Duration limit = timeout.value_or(config_.child.stop_timeout);
     set_state(ChildState::stopping,
               fmt::format("stop requested: sending {} to pid {}, SIGKILL after {}",
                           signal_name(config_.child.stop_signal), child_pid(),
-                          format_duration(config_.child.stop_timeout)));
+                          format_duration(limit)));
     signal_child(config_.child.stop_signal, "stop");
     const unsigned gen = generation_;
-    stop_timer_.expires_after(config_.child.stop_timeout);
-    stop_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
+    stop_timer_.expires_after(limit);
+    stop_timer_.async_wait([this, gen, limit](const boost::system::error_code& ec) {
         if (ec || gen != generation_)
             return;
+        log::warn("child pid {} did not exit within {} of {}; sending SIGKILL", child_pid(),
+                  format_duration(limit), signal_name(config_.child.stop_signal));
         on_stop_timeout();
     });
 }
@@ -424,9 +649,6 @@ void Supervisor::enter_stopping() {
 void Supervisor::on_stop_timeout() {
     switch (state_) {
     case ChildState::stopping:
-        log::warn("child pid {} did not exit within {} of {}; sending SIGKILL", child_pid(),
-                  format_duration(config_.child.stop_timeout),
-                  signal_name(config_.child.stop_signal));
         signal_child(SIGKILL, "stop timeout");
         return;
     case ChildState::stopped:
@@ -447,22 +669,26 @@ void Supervisor::enter_stopped(std::string reason) {
         done();
     } else if (restart_after_stop_) {
         restart_after_stop_ = false;
-        start_counted("restart for the reloaded configuration");
+        start_counted("restart requested");
     }
 }
 
 void Supervisor::enter_failed(std::string reason) {
     remove_child_records(config_.daemon.state_dir);
     set_state(ChildState::failed, std::move(reason));
-    log::error("child failed: {}. vigild stays up; `vigilctl start` or a reload tries again",
+    answer_start_replies(CommandOutcome{CommandOutcome::Code::failed_precondition,
+                                        "the child failed: " + state_reason_});
+    log::error("child {} failed; vigild stays up: `vigilctl start` or a reload tries again",
                config_.child.binary);
 }
 
 void Supervisor::detach() {
-    backoff_timer_.cancel();
-    stop_timer_.cancel();
-    oom_timer_.cancel();
+    for (auto* t : {&backoff_timer_, &stop_timer_, &oom_timer_, &probe_timer_, &startup_timer_,
+                    &first_start_timer_, &dump_timer_})
+        t->cancel();
+    awaited_probe_ = 0;
     ++generation_;
+    output_.close_all();
     if (child_) {
         log::info("leaving child pid {} running; its records stay in {} for the next vigild",
                   child_->pid, config_.daemon.state_dir);
@@ -485,33 +711,46 @@ void Supervisor::signal_child(int sig, std::string_view why) {
     log::debug("sent {} to child pid {} ({})", signal_name(sig), child_->pid, why);
 }
 
-void Supervisor::apply_oom_score(bool write) {
+// ---- OOM score -----------------------------------------------------------------------
+
+Status Supervisor::apply_oom_score(bool write) {
     if (!child_)
-        return;
+        return ok_status();
     const auto& conf = config_.child.oom_score_adj;
     int target = conf.value;
     if (conf.inherit) {
         auto own = read_oom_score(0);
         if (!own) {
             log::warn("failed to read vigild's own oom_score_adj: {}", own.error().message());
-            return;
+            return own.error();
         }
         target = *own;
     }
     last_applied_oom_ = target;
+    Status result = ok_status();
     if (write) {
         if (auto st = write_oom_score(child_->pid, target); !st) {
-            log::warn("failed to set oom_score_adj {} for child pid {}: {}{}{}", target,
-                      child_->pid, st.error().code.message(),
-                      oom_failure_hint(st.error().code.value()).empty() ? "" : "; ",
-                      oom_failure_hint(st.error().code.value()));
+            const std::string hint = oom_failure_hint(st.error().code.value());
+            const std::string msg =
+                fmt::format("failed to set oom_score_adj {} for child pid {}: {}{}{}", target,
+                            child_->pid, st.error().code.message(), hint.empty() ? "" : "; ", hint);
+            log::warn("{}", msg);
+            result = Error{st.error().code, msg};
         }
     }
     auto actual = read_oom_score(child_->pid);
-    if (actual)
+    if (actual) {
         log::info("oom_score_adj of child pid {}: configured {}, actual {}", child_->pid,
                   conf.inherit ? fmt::format("inherit ({})", target) : std::to_string(target),
                   *actual);
+        Event e;
+        e.kind = Event::Kind::oom;
+        e.pid = child_->pid;
+        e.oom_score = *actual;
+        e.message = fmt::format("oom_score_adj of pid {} is {}", child_->pid, *actual);
+        emit(std::move(e));
+    }
+    return result;
 }
 
 void Supervisor::start_oom_follow() {
@@ -533,9 +772,241 @@ void Supervisor::on_oom_follow_tick() {
     if (own && *own != last_applied_oom_) {
         log::info("vigild's oom_score_adj changed from {} to {}; applying it to child pid {}",
                   last_applied_oom_, *own, child_->pid);
-        apply_oom_score(true);
+        (void)apply_oom_score(true);
     }
     start_oom_follow();
+}
+
+// ---- reload and commands -------------------------------------------------------------
+
+namespace {
+
+// What the child is: a change to any of these needs a new child.
+bool child_definition_changed(const Config& a, const Config& b) {
+    const auto &x = a.child, &y = b.child;
+    const bool level_passed = !x.log_level_flag.empty() || !y.log_level_flag.empty();
+    return x.binary != y.binary || x.args != y.args || x.config_file != y.config_file ||
+           x.config_flag != y.config_flag || x.log_level_flag != y.log_level_flag ||
+           x.new_session != y.new_session || x.env != y.env || x.output != y.output ||
+           x.config != y.config || (level_passed && a.daemon.log_level != b.daemon.log_level);
+}
+
+bool health_changed(const HealthConfig& a, const HealthConfig& b) {
+    return a.kind != b.kind || a.address != b.address || a.service != b.service ||
+           a.timeout != b.timeout || a.interval != b.interval;
+}
+
+} // namespace
+
+bool Supervisor::reload(const Config& next_in) {
+    Config next = next_in;
+    if (next.daemon.state_dir != config_.daemon.state_dir ||
+        next.daemon.root_dir != config_.daemon.root_dir)
+        log::warn("reload: state_dir and root_dir changes take effect when vigild restarts; "
+                  "keeping {} and {}",
+                  config_.daemon.state_dir, config_.daemon.root_dir);
+    next.daemon.state_dir = config_.daemon.state_dir;
+    next.daemon.root_dir = config_.daemon.root_dir;
+    const bool child_changed = child_definition_changed(config_, next);
+    const bool oom_changed = config_.child.oom_score_adj != next.child.oom_score_adj;
+    const bool probe_changed = health_changed(config_.health, next.health);
+    config_ = std::move(next);
+    if (probe_changed) {
+        if (config_.health.kind == HealthKind::grpc) {
+            if (auto* g = dynamic_cast<GrpcHealthProber*>(prober_.get()))
+                g->configure(config_.health);
+            else if (!prober_)
+                prober_ = std::make_unique<GrpcHealthProber>(io_, config_.health);
+        }
+    }
+    {
+        Event e;
+        e.kind = Event::Kind::reload;
+        e.pid = child_pid();
+        e.message = child_changed ? "configuration reloaded; the child's definition changed"
+                                  : "configuration reloaded";
+        emit(std::move(e));
+    }
+    log::info("configuration reloaded{}", child_changed ? "; the child's definition changed" : "");
+
+    switch (state_) {
+    case ChildState::failed:
+        limiter_.reset();
+        backoff_attempt_ = 0;
+        start_counted("reload after failure");
+        return true;
+    case ChildState::starting:
+    case ChildState::running:
+    case ChildState::unhealthy:
+        if (child_changed) {
+            restart_after_stop_ = true;
+            enter_stopping();
+            return true;
+        }
+        if (oom_changed) {
+            (void)apply_oom_score(true);
+            start_oom_follow();
+        }
+        if (probe_changed) {
+            // Health settings changed: start probing the (same) child afresh.
+            awaited_probe_ = 0;
+            if (health_enabled()) {
+                prober_->reset();
+                schedule_probe(kFirstProbeDelay);
+            } else if (state_ != ChildState::running) {
+                set_state(ChildState::running, "health checks turned off by reload");
+            } else {
+                probe_timer_.cancel();
+            }
+        }
+        return false;
+    case ChildState::stopped:
+    case ChildState::backoff:
+    case ChildState::stopping:
+        return false;
+    }
+    return false;
+}
+
+void Supervisor::answer_start_replies(const CommandOutcome& outcome) {
+    auto replies = std::move(start_replies_);
+    start_replies_.clear();
+    for (auto& r : replies)
+        r(outcome);
+}
+
+void Supervisor::start_command(ControlBackend::Reply reply) {
+    switch (state_) {
+    case ChildState::stopped:
+    case ChildState::failed:
+        first_start_pending_ = false;
+        first_start_timer_.cancel();
+        limiter_.reset();
+        backoff_attempt_ = 0;
+        start_replies_.push_back(std::move(reply));
+        start_counted("start requested");
+        return;
+    case ChildState::backoff:
+        start_replies_.push_back(std::move(reply));
+        ++restart_count_;
+        enter_starting_fresh("start requested during back-off");
+        return;
+    case ChildState::starting:
+    case ChildState::running:
+    case ChildState::unhealthy:
+        reply(CommandOutcome::precondition(fmt::format(
+            "the child is already {} (pid {}); use restart", to_string(state_), child_pid())));
+        return;
+    case ChildState::stopping:
+        reply(CommandOutcome::precondition("the child is stopping; start it once it is stopped"));
+        return;
+    }
+}
+
+void Supervisor::stop_command(std::optional<Duration> timeout, ControlBackend::Reply reply) {
+    switch (state_) {
+    case ChildState::stopped:
+    case ChildState::failed:
+        reply(CommandOutcome::precondition(
+            fmt::format("the child is not running (state {})", to_string(state_))));
+        return;
+    case ChildState::backoff:
+    case ChildState::starting:
+    case ChildState::running:
+    case ChildState::unhealthy:
+    case ChildState::stopping:
+        stop(
+            [this, reply = std::move(reply)] {
+                reply(CommandOutcome::success(last_exit_ ? "stopped: " + describe(*last_exit_)
+                                                         : "stopped"));
+            },
+            timeout);
+        return;
+    }
+}
+
+void Supervisor::restart_command(ControlBackend::Reply reply) {
+    switch (state_) {
+    case ChildState::stopped:
+    case ChildState::failed:
+    case ChildState::backoff:
+        start_command(std::move(reply));
+        return;
+    case ChildState::starting:
+    case ChildState::running:
+    case ChildState::unhealthy:
+        start_replies_.push_back(std::move(reply));
+        restart_after_stop_ = true;
+        ++restart_count_;
+        enter_stopping();
+        return;
+    case ChildState::stopping:
+        reply(CommandOutcome::precondition("the child is stopping; start it once it is stopped"));
+        return;
+    }
+}
+
+CommandOutcome Supervisor::signal_command(int sig) {
+    if (!child_)
+        return CommandOutcome::precondition(
+            fmt::format("no child to signal (state {})", to_string(state_)));
+    if (auto st = pidfd_send_signal(child_->pidfd.get(), sig); !st)
+        return CommandOutcome{CommandOutcome::Code::internal,
+                              fmt::format("failed to send {} to pid {}: {}", signal_name(sig),
+                                          child_->pid, st.error().code.message())};
+    log::info("sent {} to child pid {} (requested over the control socket)", signal_name(sig),
+              child_->pid);
+    return CommandOutcome::success(fmt::format("sent {} to pid {}", signal_name(sig), child_->pid));
+}
+
+CommandOutcome Supervisor::set_oom_score_command(OomScore score) {
+    if (!score.inherit && (score.value < kOomScoreMin || score.value > kOomScoreMax))
+        return CommandOutcome::invalid(
+            fmt::format("oom_score_adj {} is outside -1000..1000", score.value));
+    const OomScore before = config_.child.oom_score_adj;
+    config_.child.oom_score_adj = score;
+    if (!child_)
+        return CommandOutcome::success(
+            fmt::format("oom_score_adj {} applies to the next child", to_string(score)));
+    auto st = apply_oom_score(true);
+    start_oom_follow();
+    if (!st) {
+        config_.child.oom_score_adj = before;
+        (void)apply_oom_score(true);
+        return CommandOutcome::precondition(st.error().message());
+    }
+    auto actual = read_oom_score(child_->pid);
+    return CommandOutcome::success(fmt::format("oom_score_adj of pid {} is now {}", child_->pid,
+                                               actual ? std::to_string(*actual) : "unknown"));
+}
+
+StatusSnapshot Supervisor::status() const {
+    StatusSnapshot s;
+    s.state = std::string(to_string(state_));
+    s.state_reason = state_reason_;
+    s.state_since = state_since_;
+    if (child_) {
+        s.pid = child_->pid;
+        s.adopted = child_->adopted;
+        s.started_at = child_->started_wall;
+        if (auto a = read_oom_score(child_->pid))
+            s.oom_actual = *a;
+    }
+    s.restart_count = restart_count_;
+    s.last_exit = last_exit_;
+    s.last_exit_at = last_exit_at_;
+    s.health_enabled = health_enabled();
+    s.consecutive_health_failures = consecutive_failures_;
+    s.last_health_check = last_health_at_;
+    if (last_health_)
+        s.last_health_result = last_health_->describe();
+    s.oom_configured = config_.child.oom_score_adj;
+    s.child_binary = config_.child.binary;
+    s.child_args = child_argv();
+    s.vigild_version = VIGIL_VERSION;
+    s.vigild_pid = ::getpid();
+    s.output_mode = std::string(to_string(config_.child.output));
+    return s;
 }
 
 } // namespace vigil

@@ -1,0 +1,82 @@
+// Health probes of the child: grpc.health.v1.Health/Check, results kept apart by kind.
+//
+// Threading: probe() is called on the loop thread; the gRPC reply arrives on a gRPC
+// thread and is posted back into the io_context, so the callback always runs on the loop.
+// The supervisor recognises a stale reply by the generation it captured when it asked.
+#pragma once
+
+#include "vigil/asio.hpp"
+#include "vigil/config.hpp"
+
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+namespace grpc {
+class Channel;
+}
+
+namespace vigil {
+
+enum class HealthResult {
+    serving,
+    not_serving,
+    unknown,            // the child answered UNKNOWN
+    service_unknown,    // the child does not know the configured service name
+    deadline_exceeded,  // no answer within [health] timeout: hung or overloaded
+    connection_refused, // nothing accepts on the address (not up yet, or gone)
+    error,              // any other RPC failure
+};
+std::string_view to_string(HealthResult r);
+
+struct HealthOutcome {
+    HealthResult result = HealthResult::error;
+    std::string detail; // the RPC's message, for the log
+
+    bool healthy() const { return result == HealthResult::serving; }
+    // "NOT_SERVING", "deadline exceeded (3s)", "connection refused: ..."
+    std::string describe() const;
+};
+
+// The seam the supervisor talks to; tests may substitute a fake.
+class HealthProber {
+public:
+    using Callback = std::function<void(const HealthOutcome&)>;
+    virtual ~HealthProber() = default;
+    // A new child incarnation: forget the old connection, open a new one.
+    virtual void reset() = 0;
+    // One Check; `cb` runs on the loop thread exactly once (also if the prober is reset).
+    virtual void probe(Callback cb) = 0;
+};
+
+class GrpcHealthProber final : public HealthProber {
+public:
+    GrpcHealthProber(asio::io_context& io, const HealthConfig& config);
+    // Cancels the calls in flight and waits for their gRPC callbacks, so none can post
+    // into an io_context that is gone.
+    ~GrpcHealthProber() override;
+
+    void reset() override;
+    void probe(Callback cb) override;
+    // Takes new address/service/timeout; the next reset() opens a channel to them.
+    void configure(const HealthConfig& config);
+
+private:
+    struct Call;
+
+    asio::io_context& io_;
+    HealthConfig config_;
+    std::shared_ptr<grpc::Channel> channel_;
+    std::mutex mu_;
+    std::condition_variable idle_;
+    std::vector<std::weak_ptr<Call>> in_flight_;
+    int pending_ = 0;
+};
+
+// "unix:///run/x.sock" and "host:port" as gRPC target strings.
+std::string grpc_target(const std::string& address);
+
+} // namespace vigil

@@ -1,0 +1,148 @@
+#include "vigil/health.hpp"
+
+#include "grpc/health/v1/health.grpc.pb.h"
+
+#include <fmt/format.h>
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+
+namespace vigil {
+namespace {
+
+// While the child starts, probes come a few ms apart; the channel must not wait out gRPC's
+// default reconnect back-off (1s, growing to 120s) after the first refused connection, or
+// readiness would be noticed up to seconds late.
+constexpr int kReconnectBackoffMinMs = 5;
+
+} // namespace
+
+std::string_view to_string(HealthResult r) {
+    switch (r) {
+    case HealthResult::serving:
+        return "SERVING";
+    case HealthResult::not_serving:
+        return "NOT_SERVING";
+    case HealthResult::unknown:
+        return "UNKNOWN";
+    case HealthResult::service_unknown:
+        return "SERVICE_UNKNOWN";
+    case HealthResult::deadline_exceeded:
+        return "deadline exceeded";
+    case HealthResult::connection_refused:
+        return "connection refused";
+    case HealthResult::error:
+        return "error";
+    }
+    return "?";
+}
+
+std::string HealthOutcome::describe() const {
+    if (detail.empty())
+        return std::string(to_string(result));
+    return fmt::format("{}: {}", to_string(result), detail);
+}
+
+std::string grpc_target(const std::string& address) {
+    return address;
+}
+
+struct GrpcHealthProber::Call {
+    grpc::ClientContext context;
+    grpc::health::v1::HealthCheckRequest request;
+    grpc::health::v1::HealthCheckResponse response;
+};
+
+GrpcHealthProber::GrpcHealthProber(asio::io_context& io, const HealthConfig& config)
+    : io_(io), config_(config) {}
+
+GrpcHealthProber::~GrpcHealthProber() {
+    std::unique_lock lock(mu_);
+    for (auto& w : in_flight_)
+        if (auto call = w.lock())
+            call->context.TryCancel();
+    idle_.wait(lock, [this] { return pending_ == 0; });
+}
+
+void GrpcHealthProber::configure(const HealthConfig& config) {
+    config_ = config;
+}
+
+void GrpcHealthProber::reset() {
+    grpc::ChannelArguments args;
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kReconnectBackoffMinMs);
+    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kReconnectBackoffMinMs);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+                static_cast<int>(std::max<long>(config_.interval.count(), kReconnectBackoffMinMs)));
+    // A fresh channel per child incarnation: never reuse a connection to a dead process.
+    args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    channel_ = grpc::CreateCustomChannel(grpc_target(config_.address),
+                                         grpc::InsecureChannelCredentials(), args);
+}
+
+void GrpcHealthProber::probe(Callback cb) {
+    if (!channel_)
+        reset();
+    auto call = std::make_shared<Call>();
+    call->request.set_service(config_.service);
+    call->context.set_deadline(std::chrono::system_clock::now() + config_.timeout);
+    auto stub = grpc::health::v1::Health::NewStub(channel_);
+    {
+        std::lock_guard lock(mu_);
+        ++pending_;
+        std::erase_if(in_flight_, [](const std::weak_ptr<Call>& w) { return w.expired(); });
+        in_flight_.push_back(call);
+    }
+    const auto timeout = config_.timeout;
+    const std::string service = config_.service;
+    stub->async()->Check(
+        &call->context, &call->request, &call->response,
+        [this, call, cb = std::move(cb), timeout, service](grpc::Status status) mutable {
+            // gRPC thread: build the outcome here, touch nothing of the supervisor.
+            HealthOutcome out;
+            if (status.ok()) {
+                using R = grpc::health::v1::HealthCheckResponse;
+                switch (call->response.status()) {
+                case R::SERVING:
+                    out.result = HealthResult::serving;
+                    break;
+                case R::NOT_SERVING:
+                    out.result = HealthResult::not_serving;
+                    break;
+                case R::SERVICE_UNKNOWN:
+                    out.result = HealthResult::service_unknown;
+                    break;
+                default:
+                    out.result = HealthResult::unknown;
+                    break;
+                }
+            } else {
+                switch (status.error_code()) {
+                case grpc::StatusCode::DEADLINE_EXCEEDED:
+                    out.result = HealthResult::deadline_exceeded;
+                    out.detail = fmt::format("no answer within {}", format_duration(timeout));
+                    break;
+                case grpc::StatusCode::UNAVAILABLE:
+                    out.result = HealthResult::connection_refused;
+                    out.detail = status.error_message();
+                    break;
+                case grpc::StatusCode::NOT_FOUND:
+                    out.result = HealthResult::service_unknown;
+                    out.detail = fmt::format("the child does not know service '{}'", service);
+                    break;
+                default:
+                    out.result = HealthResult::error;
+                    out.detail =
+                        fmt::format("gRPC status {}: {}", static_cast<int>(status.error_code()),
+                                    status.error_message());
+                    break;
+                }
+            }
+            asio::post(io_, [cb = std::move(cb), out = std::move(out)] { cb(out); });
+            std::lock_guard lock(mu_);
+            if (--pending_ == 0)
+                idle_.notify_all();
+        });
+}
+
+} // namespace vigil
