@@ -11,9 +11,12 @@ namespace vigil {
 namespace {
 
 // While the child starts, probes come a few ms apart; the channel must not wait out gRPC's
-// default reconnect back-off (1s, growing to 120s) after the first refused connection, or
-// readiness would be noticed up to seconds late.
-constexpr int kReconnectBackoffMinMs = 5;
+// default reconnect back-off (1s, growing to 120s) after a refused connection, because a
+// call made while the channel backs off fails at once, and readiness would be noticed up
+// to seconds late. A channel belongs to one child incarnation and stays connected while
+// the child lives, so a short back-off costs nothing once it is up.
+constexpr int kReconnectBackoffInitialMs = 5;
+constexpr int kReconnectBackoffMaxMs = 20;
 
 } // namespace
 
@@ -70,10 +73,8 @@ void GrpcHealthProber::configure(const HealthConfig& config) {
 
 void GrpcHealthProber::reset() {
     grpc::ChannelArguments args;
-    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kReconnectBackoffMinMs);
-    args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, kReconnectBackoffMinMs);
-    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
-                static_cast<int>(std::max<long>(config_.interval.count(), kReconnectBackoffMinMs)));
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, kReconnectBackoffInitialMs);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kReconnectBackoffMaxMs);
     // A fresh channel per child incarnation: never reuse a connection to a dead process.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
     channel_ = grpc::CreateCustomChannel(grpc_target(config_.address),

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstring>
 #include <sys/stat.h>
@@ -20,8 +21,11 @@ namespace {
 // /proc offers no change notification; one small read a second is the cost.
 constexpr auto kOomFollowInterval = std::chrono::seconds(1);
 // While starting, the first probe comes this soon after exec; the delay then doubles up
-// to [health] interval, so readiness is noticed within milliseconds of the child serving.
+// to kStartingProbeMaxDelay (or [health] interval if that is shorter), so readiness is
+// noticed within ~10ms of the child serving, however long it takes to come up. A refused
+// connection costs the child nothing, so 100 probes a second while starting is cheap.
 constexpr Duration kFirstProbeDelay{2};
+constexpr Duration kStartingProbeMaxDelay{10};
 
 std::string ms(Clock::duration d) {
     return fmt::format("{}ms", std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
@@ -395,6 +399,12 @@ void Supervisor::schedule_probe(Duration delay) {
     probe_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
         if (ec || gen != probe_timer_gen_ || !child_ || !child_->kill_reason.empty())
             return;
+        // Until the child first answers, each probe opens a fresh channel: a channel that
+        // saw refused connections sits in gRPC's reconnect back-off and fails calls at once
+        // for a while after the child starts serving. Once up, one channel serves the whole
+        // incarnation.
+        if (state_ == ChildState::starting)
+            prober_->reset();
         const unsigned id = ++probe_seq_;
         awaited_probe_ = id;
         last_health_at_ = wall_now();
@@ -431,7 +441,8 @@ void Supervisor::on_probe_result(const HealthOutcome& outcome) {
             log::info("child pid {} not ready: {}", child_pid(), outcome.describe());
         else
             log::debug("child pid {} not ready: {}", child_pid(), outcome.describe());
-        probe_delay_ = std::min(probe_delay_ * 2, config_.health.interval);
+        probe_delay_ =
+            std::min({probe_delay_ * 2, config_.health.interval, kStartingProbeMaxDelay});
         schedule_probe(probe_delay_);
         return;
     case ChildState::running:
