@@ -1,6 +1,6 @@
 // vigild's log: leveled lines on stderr.
 //
-// When JOURNAL_STREAM is set (stderr is connected to journald) each line carries a
+// When JOURNAL_STREAM names stderr (stderr is connected to journald) each line carries a
 // syslog priority prefix such as "<6>" and no timestamp, because journald adds both.
 // Otherwise each line starts with a local timestamp. Not thread-safe in the sense of
 // ordering, but every line is written with a single write(2), so lines never interleave.

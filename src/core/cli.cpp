@@ -63,13 +63,25 @@ std::variant<Flags, FlagsError> parse_flags(int argc, const char* const* argv) {
     all.add_options()("child-args", po::value<std::vector<std::string>>());
     po::positional_options_description pos;
     pos.add("child-args", -1);
+    // Child arguments come only after "--": a bare word before it is a mistake (a flag
+    // without its dashes, a value without its flag), not a child argument.
+    int split = argc;
+    for (int i = 1; i < argc; ++i)
+        if (std::string_view(argv[i]) == "--") {
+            split = i;
+            break;
+        }
     po::variables_map vm;
     try {
-        po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
+        po::store(po::command_line_parser(split, argv).options(all).positional(pos).run(), vm);
         po::notify(vm);
     } catch (const po::error& e) {
         return FlagsError{e.what()};
     }
+    if (vm.count("child-args"))
+        return FlagsError{fmt::format("unexpected argument '{}' (arguments for the child go "
+                                      "after --)",
+                                      vm["child-args"].as<std::vector<std::string>>().front())};
     Flags f;
     auto get = [&](const char* name, std::optional<std::string>& out) {
         if (vm.count(name))
@@ -87,8 +99,8 @@ std::variant<Flags, FlagsError> parse_flags(int argc, const char* const* argv) {
     f.check_config = vm.count("check-config") > 0;
     f.version = vm.count("version") > 0;
     f.help = vm.count("help") > 0;
-    if (vm.count("child-args"))
-        f.child_args = vm["child-args"].as<std::vector<std::string>>();
+    if (split < argc)
+        f.child_args = std::vector<std::string>(argv + split + 1, argv + argc);
     if (f.log_level && !parse_log_level(*f.log_level))
         return FlagsError{fmt::format("--log-level: unknown level '{}' (trace, debug, info, "
                                       "warn, error)",

@@ -29,23 +29,51 @@ Status write_all(int fd, const std::string& content, const std::string& what) {
 
 } // namespace
 
+namespace {
+
+// Parents may be symlinks (/var/run -> /run); only the directory vigild owns may not.
+Status ensure_parent_dirs(const std::string& path) {
+    auto slash = path.find_last_of('/');
+    if (slash == std::string::npos || slash == 0)
+        return ok_status();
+    const std::string parent = path.substr(0, slash);
+    struct stat st;
+    if (::stat(parent.c_str(), &st) == 0) {
+        if (S_ISDIR(st.st_mode))
+            return ok_status();
+        return make_error(ENOTDIR, fmt::format("{} exists and is not a directory", parent));
+    }
+    if (errno != ENOENT)
+        return make_error(errno, "failed to stat " + parent);
+    if (auto st2 = ensure_parent_dirs(parent); !st2)
+        return st2;
+    if (::mkdir(parent.c_str(), 0755) != 0 && errno != EEXIST)
+        return make_error(errno, "failed to create directory " + parent);
+    return ok_status();
+}
+
+} // namespace
+
 Status ensure_dir(const std::string& path, mode_t mode) {
     if (path.empty())
         return make_error("empty directory path");
     struct stat st;
     if (::lstat(path.c_str(), &st) == 0) {
-        if (S_ISDIR(st.st_mode))
-            return ok_status();
-        return make_error(ENOTDIR, fmt::format("{} exists and is not a directory", path));
+        if (S_ISLNK(st.st_mode))
+            return make_error(ELOOP, fmt::format("{} is a symlink; vigild keeps its files only "
+                                                 "in a real directory",
+                                                 path));
+        if (!S_ISDIR(st.st_mode))
+            return make_error(ENOTDIR, fmt::format("{} exists and is not a directory", path));
+        if ((st.st_mode & 07777) != mode && ::chmod(path.c_str(), mode) != 0)
+            return make_error(errno, fmt::format("failed to set the mode of {} to {:04o}", path,
+                                                 static_cast<unsigned>(mode)));
+        return ok_status();
     }
     if (errno != ENOENT)
         return make_error(errno, "failed to stat " + path);
-    auto slash = path.find_last_of('/');
-    if (slash != std::string::npos && slash > 0) {
-        auto parent = ensure_dir(path.substr(0, slash), 0755);
-        if (!parent)
-            return parent;
-    }
+    if (auto parent = ensure_parent_dirs(path); !parent)
+        return parent;
     if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST)
         return make_error(errno, "failed to create directory " + path);
     // mkdir applies the umask; the state dir must be exactly `mode`.

@@ -1,8 +1,10 @@
 #include "vigil/log.hpp"
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -15,7 +17,7 @@ std::optional<LogLevel> parse_log_level(std::string_view s) {
         return LogLevel::debug;
     if (s == "info")
         return LogLevel::info;
-    if (s == "warn" || s == "warning")
+    if (s == "warn")
         return LogLevel::warn;
     if (s == "error")
         return LogLevel::error;
@@ -64,8 +66,16 @@ int syslog_priority(LogLevel level) {
 
 void init(LogLevel level) {
     g_level = level;
-    const char* js = std::getenv("JOURNAL_STREAM");
-    g_journal = js != nullptr && *js != '\0';
+    // JOURNAL_STREAM=DEV:INODE names the stream journald gave us; it only counts if stderr
+    // is still that stream (a shell started from a unit inherits the variable).
+    g_journal = false;
+    if (const char* js = std::getenv("JOURNAL_STREAM")) {
+        unsigned long long dev = 0, ino = 0;
+        struct stat st;
+        if (std::sscanf(js, "%llu:%llu", &dev, &ino) == 2 && ::fstat(STDERR_FILENO, &st) == 0)
+            g_journal = static_cast<unsigned long long>(st.st_dev) == dev &&
+                        static_cast<unsigned long long>(st.st_ino) == ino;
+    }
 }
 
 void set_level(LogLevel level) {

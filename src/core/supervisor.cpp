@@ -322,10 +322,12 @@ void Supervisor::enter_starting_fresh(std::string reason) {
     set_state(ChildState::starting,
               fmt::format("{}: spawned pid {} ({})", reason, pid, spawned->exe));
     answer_start_replies(CommandOutcome::success(fmt::format("started pid {}", pid)));
-    if (spawned->oom_errno != 0)
-        log::warn("failed to set oom_score_adj {} for child pid {}: {}; {}",
+    if (spawned->oom_errno != 0) {
+        const std::string hint = oom_failure_hint(spawned->oom_errno);
+        log::warn("failed to set oom_score_adj {} for child pid {}: {}{}{}",
                   config_.child.oom_score_adj.value, pid, strerror(spawned->oom_errno),
-                  oom_failure_hint(spawned->oom_errno));
+                  hint.empty() ? "" : "; ", hint);
+    }
     (void)apply_oom_score(false);
     start_oom_follow();
     begin_health_or_run("exec succeeded");
@@ -851,6 +853,7 @@ bool Supervisor::reload(const Config& next_in) {
     case ChildState::unhealthy:
         if (child_changed) {
             restart_after_stop_ = true;
+            ++restart_count_;
             enter_stopping();
             return true;
         }
@@ -859,15 +862,16 @@ bool Supervisor::reload(const Config& next_in) {
             start_oom_follow();
         }
         if (probe_changed) {
-            // Health settings changed: start probing the (same) child afresh.
+            // Health settings changed: probe the (same) child afresh, or stop probing.
             awaited_probe_ = 0;
+            ++probe_timer_gen_;
+            probe_timer_.cancel();
+            consecutive_failures_ = 0;
             if (health_enabled()) {
                 prober_->reset();
                 schedule_probe(kFirstProbeDelay);
             } else if (state_ != ChildState::running) {
-                set_state(ChildState::running, "health checks turned off by reload");
-            } else {
-                probe_timer_.cancel();
+                enter_running("health checks turned off by reload");
             }
         }
         return false;

@@ -217,7 +217,7 @@ TEST_CASE("after the first healthy answer, a startup timeout restarts instead of
     v.process().signal(SIGHUP);
     REQUIRE(v.wait_log("not healthy within startup_timeout 1s (last: connection refused"));
     REQUIRE(v.wait_log("killed by SIGKILL"));
-    REQUIRE(v.wait_log("state backoff -> starting (restart #1"));
+    REQUIRE(v.wait_log("state backoff -> starting (restart #"));
     CHECK_FALSE(v.process().exited());
     v.process().signal(SIGTERM);
     REQUIRE(v.process().wait_exit() == 0);
@@ -247,4 +247,24 @@ TEST_CASE("an adopted child is health-checked too", "[e2e]") {
     }));
     second.process().signal(SIGTERM);
     REQUIRE(second.process().wait_exit() == 0);
+}
+
+TEST_CASE("a reload that turns health checks off makes a starting child running", "[e2e]") {
+    become_subreaper();
+    TempDir dir;
+    Vigild v(dir, fake_child_table(served(dir, {"--slow-start", "60000"})) +
+                      health_table(dir, {{"startup_timeout", "\"30s\""}}));
+    REQUIRE(v.wait_log("not ready: connection refused"));
+    const pid_t pid = *v.wait_child_pid();
+    write_file(dir / "vigild.toml", daemon_table(dir) +
+                                        fake_child_table(served(dir, {"--slow-start", "60000"})) +
+                                        health_table(dir, {{"kind", "\"none\""}}));
+    v.process().signal(SIGHUP);
+    REQUIRE(v.wait_log("state starting -> running (health checks turned off by reload"));
+    const size_t mark = v.log().size();
+    // No probe runs any more: nothing kills the child although it never serves.
+    CHECK_FALSE(v.wait_log("health check failed", 1500ms, mark));
+    CHECK(read_pid_file(v.state_dir() + "/child.pid") == pid);
+    v.process().signal(SIGTERM);
+    REQUIRE(v.process().wait_exit() == 0);
 }

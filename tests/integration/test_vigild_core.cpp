@@ -451,6 +451,12 @@ TEST_CASE("command line: --help, --version, bad flags, --check-config", "[e2e]")
         REQUIRE(p.wait_exit() == 64);
     }
     {
+        // A bare word before "--" is a mistake, not a child argument.
+        Process p({VIGILD_PATH, "check-config"}, dir / "bare.log");
+        REQUIRE(p.wait_exit() == 64);
+        CHECK(p.output().find("unexpected argument 'check-config'") != std::string::npos);
+    }
+    {
         Process p({VIGILD_PATH, "--config", dir / "missing.toml"}, dir / "missing.log");
         REQUIRE(p.wait_exit() == 78);
     }

@@ -141,6 +141,18 @@ TEST_CASE("ensure_dir creates parents and sets the mode", "[unit]") {
     REQUIRE(::stat(p.c_str(), &st) == 0);
     CHECK((st.st_mode & 0777) == 0700);
     REQUIRE(ensure_dir(p, 0700).ok());
+    // An existing dir with another mode is given the mode.
+    REQUIRE(::chmod(p.c_str(), 0755) == 0);
+    REQUIRE(ensure_dir(p, 0700).ok());
+    REQUIRE(::stat(p.c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0700);
+    // Parents may be symlinks (/var/run -> /run); the dir itself may not.
+    REQUIRE(::symlink((dir.path + "/a").c_str(), (dir.path + "/link").c_str()) == 0);
+    CHECK(ensure_dir(dir.path + "/link/b/new", 0700).ok());
+    CHECK(std::filesystem::is_directory(dir.path + "/a/b/new"));
+    auto l = ensure_dir(dir.path + "/link", 0700);
+    REQUIRE_FALSE(l.ok());
+    CHECK(l.error().message().find("is a symlink") != std::string::npos);
     REQUIRE(atomic_write_file(dir.path, "file", "x", 0600).ok());
     auto r = ensure_dir(dir.path + "/file", 0700);
     REQUIRE_FALSE(r.ok());
