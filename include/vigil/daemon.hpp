@@ -73,7 +73,6 @@ private:
     asio::steady_timer watchdog_timer_;
     Reaper reaper_;
     Supervisor supervisor_;
-
     StateDirLock lock_;
     std::map<Subscription, std::function<void(const Event&)>> event_subscribers_;
     Subscription next_subscription_ = 1;
@@ -82,6 +81,9 @@ private:
     bool shutting_down_ = false;
     bool finished_ = false;
     int exit_code_ = kExitOk;
+    // Last, so it is destroyed first: its destructor still calls back into this backend
+    // (unsubscribe) when shutdown() never ran.
+    std::unique_ptr<ControlServer> control_;
 };
 
 } // namespace vigil

@@ -1,5 +1,6 @@
 #include "vigil/daemon.hpp"
 
+#include "vigil/control_server.hpp"
 #include "vigil/log.hpp"
 
 #include <fmt/format.h>
@@ -40,6 +41,18 @@ int Daemon::run() {
     }
     // A write to a closed pipe or socket must be an error code, not vigild's death.
     std::signal(SIGPIPE, SIG_IGN);
+
+    // The socket is created while the lock is held, so a stale socket can only be a dead
+    // vigild's and is safe to remove.
+    control_ = std::make_unique<ControlServer>(
+        io_, *this,
+        ControlServerOptions{config_.daemon.control_socket, config_.daemon.control_socket_mode,
+                             config_.daemon.control_socket_group, config_.daemon.allowed_uids});
+    if (auto st = control_->start(); !st) {
+        log::error("failed to serve the control socket: {}", st.error().message());
+        control_.reset();
+        return kExitCantCreate;
+    }
 
     signals_.add(SIGTERM);
     signals_.add(SIGINT);
@@ -157,12 +170,20 @@ void Daemon::begin_shutdown(bool leave_child) {
         return;
     shutting_down_ = true;
     notifier_.stopping();
-    if (leave_child) {
-        supervisor_.detach();
-        finish();
-        return;
-    }
-    supervisor_.stop([this] { finish(); });
+    // The control server drains first (every open call finished) while the loop keeps
+    // turning; then the child is stopped or left.
+    auto then = [this, leave_child] {
+        if (leave_child) {
+            supervisor_.detach();
+            finish();
+            return;
+        }
+        supervisor_.stop([this] { finish(); });
+    };
+    if (control_)
+        control_->shutdown(std::move(then));
+    else
+        then();
 }
 
 void Daemon::finish() {

@@ -1,0 +1,91 @@
+// The control API (proto/vigil/v1/supervisor.proto) served on vigild's unix socket.
+//
+// Threading: the constructor, start(), shutdown() and the destructor run on the loop
+// thread. gRPC handlers run on gRPC threads and never touch supervisor state: a unary
+// handler registers its reactor, posts a closure into the io_context and returns; the
+// closure calls the ControlBackend and finishes the reactor (at once, or when the
+// backend's Reply arrives). Streams keep their own small locked queue, fed on the loop
+// thread by backend subscriptions and drained by gRPC's write completions.
+//
+// Authentication: vigild accepts the connections on the socket itself, reads the peer's
+// uid with SO_PEERCRED and hands the connection to one of two in-process gRPC servers: the
+// real one (root, vigild's own uid, [daemon] allowed_uids) or a deny-all one that answers
+// every method with PERMISSION_DENIED.
+#pragma once
+
+#include "vigil/asio.hpp"
+#include "vigil/control_backend.hpp"
+#include "vigil/result.hpp"
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <sys/types.h>
+#include <thread>
+#include <vector>
+
+namespace vigil {
+
+namespace detail {
+struct ControlCore; // what the gRPC handlers share with the loop (control_server.cpp)
+} // namespace detail
+
+struct ControlServerOptions {
+    std::string socket_path;
+    unsigned mode = 0660;
+    std::string group; // name or number; "" = leave vigild's group
+    std::vector<uid_t> allowed_uids;
+};
+
+class ControlServer {
+public:
+    // Nothing happens until start(). `backend` must outlive this object.
+    ControlServer(asio::io_context& io, ControlBackend& backend, ControlServerOptions opts);
+    // Destroy only after shutdown()'s done ran (or when start() failed or was never called).
+    // As a last resort a destructor of a serving server finishes every call and shuts gRPC
+    // down synchronously, which does not need the loop.
+    ~ControlServer();
+    ControlServer(const ControlServer&) = delete;
+    ControlServer& operator=(const ControlServer&) = delete;
+
+    // Loop thread. Checks the path length, removes a stale socket (the caller holds the
+    // state-dir lock, so no live vigild owns it), binds, applies mode and group, listens and
+    // starts serving (grpc.health.v1 for vigild itself included). A path that exists and is
+    // not a socket is an error, never removed.
+    Status start();
+
+    // Loop thread. Stops accepting, finishes every open call (pending commands and streams
+    // get UNAVAILABLE "vigild is shutting down"), unsubscribes from the backend, removes the
+    // socket file, then shuts gRPC down on a helper thread while the loop keeps turning and
+    // posts `done` to the loop once gRPC has let go of every call. Idempotent; `done` may
+    // be empty.
+    void shutdown(std::function<void()> done);
+
+    // Number of watchers (WatchEvents and following Logs streams) subscribed now. Loop
+    // thread; for tests and diagnostics.
+    std::size_t stream_count() const;
+
+private:
+    void start_accept();
+    void retry_accept_later();
+    void on_acceptable();
+    // Sorts an accepted connection by the peer's uid (SO_PEERCRED) and gives it to gRPC.
+    void hand_over(int fd);
+    void stop_accepting();
+
+    asio::io_context& io_;
+    ControlServerOptions opts_;
+    std::shared_ptr<detail::ControlCore> core_;
+    asio::local::stream_protocol::acceptor acceptor_;
+    asio::steady_timer retry_timer_;
+    // Handlers queued in the loop hold a weak_ptr to this: expired means `this` is gone.
+    std::shared_ptr<int> alive_;
+    dev_t socket_dev_ = 0;
+    ino_t socket_ino_ = 0; // 0: no socket file of ours to remove
+    bool shutdown_started_ = false;
+    bool shutdown_complete_ = false;
+    std::vector<std::function<void()>> waiters_; // shutdown()'s done callbacks
+    std::thread shutdown_thread_;
+};
+
+} // namespace vigil

@@ -1,0 +1,1035 @@
+#include "vigil/control_server.hpp"
+
+#include "vigil/control_proto.hpp"
+#include "vigil/log.hpp"
+#include "vigil/socket_path.hpp"
+#include "vigil/unique_fd.hpp"
+
+#include "vigil/v1/supervisor.grpc.pb.h"
+
+#include <grpcpp/ext/health_check_service_server_builder_option.h>
+#include <grpcpp/generic/async_generic_service.h>
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/server_posix.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <deque>
+#include <grp.h>
+#include <mutex>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <thread>
+#include <unistd.h>
+#include <unordered_map>
+
+namespace vigil {
+
+namespace {
+
+// A watcher (WatchEvents, Logs -f) may fall this many messages behind; one more and it is
+// finished with RESOURCE_EXHAUSTED, so a client that never reads costs a bounded amount of
+// memory and never slows the loop or the other clients.
+constexpr std::size_t kWatcherQueueLimit = 1024;
+// On shutdown gRPC waits this long for calls still open (a stream whose client does not
+// read cannot take its final status), then cancels them.
+constexpr std::chrono::milliseconds kShutdownGrace{1000};
+// After an accept() failure such as EMFILE, wait before trying again instead of spinning.
+constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
+// Connections accepted per loop turn before other handlers get their turn.
+constexpr int kMaxAcceptsPerTurn = 32;
+constexpr int kListenBacklog = 64;
+constexpr int kMinSignal = 1;
+constexpr int kMaxSignal = 64;
+constexpr int kMinOomScore = -1000;
+constexpr int kMaxOomScore = 1000;
+// google.protobuf.Duration's own limit (10000 years), so the conversion cannot overflow.
+constexpr std::int64_t kMaxDurationSeconds = 315'576'000'000;
+constexpr std::int32_t kNanosPerSecond = 1'000'000'000;
+
+constexpr const char* kShuttingDown = "vigild is shutting down";
+constexpr const char* kDenied = "permission denied: vigild's control API is open to root, "
+                                "vigild's own user and [daemon] allowed_uids only";
+
+grpc::Status shutting_down() {
+    return {grpc::StatusCode::UNAVAILABLE, kShuttingDown};
+}
+
+grpc::Status invalid(std::string message) {
+    return {grpc::StatusCode::INVALID_ARGUMENT, std::move(message)};
+}
+
+grpc::Status to_grpc(const CommandOutcome& o) {
+    switch (o.code) {
+    case CommandOutcome::Code::ok:
+        return grpc::Status::OK;
+    case CommandOutcome::Code::invalid_argument:
+        return {grpc::StatusCode::INVALID_ARGUMENT, valid_utf8(o.message)};
+    case CommandOutcome::Code::failed_precondition:
+        return {grpc::StatusCode::FAILED_PRECONDITION, valid_utf8(o.message)};
+    case CommandOutcome::Code::internal:
+        return {grpc::StatusCode::INTERNAL, valid_utf8(o.message)};
+    }
+    return {grpc::StatusCode::INTERNAL, "unknown command outcome"};
+}
+
+// Request validation: pure, so it runs on the gRPC thread and a bad request never
+// reaches the loop.
+
+Result<std::optional<Duration>> stop_timeout_from(const v1::StopRequest& req) {
+    if (!req.has_timeout())
+        return std::optional<Duration>();
+    const auto& d = req.timeout();
+    if (d.seconds() < 0 || d.nanos() < 0)
+        return make_error("stop timeout must not be negative");
+    if (d.seconds() > kMaxDurationSeconds || d.nanos() >= kNanosPerSecond)
+        return make_error("stop timeout is out of range");
+    using namespace std::chrono;
+    return std::optional<Duration>(
+        duration_cast<Duration>(seconds(d.seconds()) + nanoseconds(d.nanos())));
+}
+
+Result<int> signal_from(const v1::SignalRequest& req) {
+    switch (req.signal_case()) {
+    case v1::SignalRequest::kNumber:
+        if (req.number() < kMinSignal || req.number() > kMaxSignal)
+            return make_error(fmt::format("signal number {} is out of range ({}..{})", req.number(),
+                                          kMinSignal, kMaxSignal));
+        return req.number();
+    case v1::SignalRequest::kName:
+        if (auto sig = parse_signal(req.name()))
+            return *sig;
+        return make_error(fmt::format("unknown signal '{}' (use a name such as SIGTERM or "
+                                      "USR1, or a number {}..{})",
+                                      valid_utf8(req.name()), kMinSignal, kMaxSignal));
+    case v1::SignalRequest::SIGNAL_NOT_SET:
+        break;
+    }
+    return make_error("no signal given (set number or name)");
+}
+
+Result<OomScore> oom_score_from(const v1::SetOomScoreAdjRequest& req) {
+    switch (req.score_case()) {
+    case v1::SetOomScoreAdjRequest::kValue:
+        if (req.value() < kMinOomScore || req.value() > kMaxOomScore)
+            return make_error(fmt::format("oom_score_adj {} is out of range ({}..{})", req.value(),
+                                          kMinOomScore, kMaxOomScore));
+        return OomScore{false, req.value()};
+    case v1::SetOomScoreAdjRequest::kInherit:
+        if (!req.inherit())
+            return make_error("inherit must be true when set (or give a value)");
+        return OomScore{true, 0};
+    case v1::SetOomScoreAdjRequest::SCORE_NOT_SET:
+        break;
+    }
+    return make_error("no score given (set value or inherit)");
+}
+
+Result<gid_t> resolve_group(const std::string& group) {
+    gid_t numeric = 0;
+    const char* end = group.data() + group.size();
+    if (auto [p, ec] = std::from_chars(group.data(), end, numeric); ec == std::errc() && p == end)
+        return numeric;
+    std::vector<char> buf(16384);
+    struct group gr {};
+    struct group* found = nullptr;
+    int rc = 0;
+    while ((rc = ::getgrnam_r(group.c_str(), &gr, buf.data(), buf.size(), &found)) == ERANGE &&
+           buf.size() < (1u << 20))
+        buf.resize(buf.size() * 2);
+    if (rc != 0)
+        return make_error(rc, fmt::format("failed to look up control_socket_group '{}'", group));
+    if (found == nullptr)
+        return make_error(fmt::format("control_socket_group '{}' does not exist", group));
+    return found->gr_gid;
+}
+
+// A server-streaming call: a bounded queue of messages fed by the loop (backend
+// subscriptions) and drained one write at a time by gRPC's completions.
+//
+// Locking: `mu_` guards everything; gRPC operations are started outside it. That is safe
+// because the reactor lives until OnDone, OnDone follows Finish, and Finish is called only
+// by the thread that set `finished_` while no operation was in flight: whoever starts an
+// operation knows the reactor cannot go away before it completes.
+class StreamBase {
+public:
+    virtual ~StreamBase() = default;
+    // Drops what is queued and finishes with `status` once the write in flight (if any)
+    // completes. The first finish wins.
+    virtual void finish_now(grpc::Status status) = 0;
+    virtual bool ended() = 0;
+};
+
+template <class Msg>
+class Stream final : public StreamBase, public std::enable_shared_from_this<Stream<Msg>> {
+public:
+    // Called once, outside the lock, when the stream stops wanting messages (finishing,
+    // cancelled or overflowed): the owner drops its subscription then.
+    using EndHook = std::function<void()>;
+
+    Stream(std::size_t limit, std::string what) : limit_(limit), what_(std::move(what)) {}
+
+    // The reactor handed to gRPC; it owns a reference to the stream until OnDone.
+    static std::pair<std::shared_ptr<Stream>, grpc::ServerWriteReactor<Msg>*>
+    create(std::size_t limit, std::string what) {
+        auto stream = std::make_shared<Stream>(limit, std::move(what));
+        auto* reactor = new Reactor(stream);
+        stream->reactor_ = reactor;
+        return {stream, reactor};
+    }
+
+    void set_end_hook(EndHook hook) {
+        std::unique_lock lk(mu_);
+        end_hook_ = std::move(hook);
+    }
+
+    // Loop thread (a backend subscription). Returns false when the stream no longer takes
+    // messages.
+    bool push(Msg msg) {
+        std::unique_lock lk(mu_);
+        if (finish_ || finished_ || cancelled_)
+            return false;
+        if (queue_.size() >= limit_) {
+            const std::size_t dropped = queue_.size() + 1;
+            queue_.clear();
+            finish_ = grpc::Status(
+                grpc::StatusCode::RESOURCE_EXHAUSTED,
+                fmt::format("{} queue overflow: {} {}s dropped (this client fell more than {} "
+                            "behind; reconnect to resume)",
+                            what_, dropped, what_, limit_));
+            pump(lk);
+            return false;
+        }
+        queue_.push_back(std::move(msg));
+        pump(lk);
+        return true;
+    }
+
+    // Loop thread: messages that exist before the subscription (Logs' captured lines). They
+    // do not count against the limit.
+    void push_backlog(std::vector<Msg> msgs) {
+        std::unique_lock lk(mu_);
+        if (finish_ || finished_ || cancelled_)
+            return;
+        limit_ += msgs.size();
+        for (auto& m : msgs)
+            queue_.push_back(std::move(m));
+        pump(lk);
+    }
+
+    // Sends the response headers now, so a client knows it is subscribed before the first
+    // message (ClientReader::WaitForInitialMetadata). No-op once anything was sent.
+    void announce() {
+        std::unique_lock lk(mu_);
+        if (!started_ && !finish_ && !finished_ && !cancelled_)
+            announce_ = true;
+        pump(lk);
+    }
+
+    // Finishes with `status` after everything queued has been written.
+    void finish_after_drain(grpc::Status status) {
+        std::unique_lock lk(mu_);
+        if (finish_ || finished_)
+            return;
+        finish_ = std::move(status);
+        pump(lk);
+    }
+
+    void finish_now(grpc::Status status) override {
+        std::unique_lock lk(mu_);
+        if (finish_ || finished_)
+            return;
+        queue_.clear();
+        finish_ = std::move(status);
+        pump(lk);
+    }
+
+    bool ended() override {
+        std::unique_lock lk(mu_);
+        return finish_ || finished_ || cancelled_;
+    }
+
+private:
+    class Reactor final : public grpc::ServerWriteReactor<Msg> {
+    public:
+        explicit Reactor(std::shared_ptr<Stream> s) : s_(std::move(s)) {}
+        void OnSendInitialMetadataDone(bool ok) override { s_->on_op_done(ok); }
+        void OnWriteDone(bool ok) override { s_->on_op_done(ok); }
+        void OnCancel() override { s_->on_cancel(); }
+        void OnDone() override {
+            s_->on_done();
+            delete this;
+        }
+
+    private:
+        std::shared_ptr<Stream> s_;
+    };
+
+    void on_op_done(bool ok) {
+        std::unique_lock lk(mu_);
+        op_in_flight_ = false;
+        if (!ok)
+            cancelled_ = true; // the client is gone: nothing more can be written
+        pump(lk);
+    }
+
+    void on_cancel() {
+        std::unique_lock lk(mu_);
+        cancelled_ = true;
+        pump(lk);
+    }
+
+    void on_done() {
+        std::unique_lock lk(mu_);
+        reactor_ = nullptr;
+    }
+
+    // Starts the next gRPC operation if none is in flight. Unlocks `lk`.
+    void pump(std::unique_lock<std::mutex>& lk) {
+        EndHook hook;
+        if ((finish_ || cancelled_) && end_hook_)
+            hook = std::exchange(end_hook_, nullptr);
+        enum class Op { none, metadata, write, finish } op = Op::none;
+        grpc::Status status;
+        Reactor* reactor = reactor_;
+        if (!finished_ && !op_in_flight_ && reactor != nullptr) {
+            if (cancelled_) {
+                queue_.clear();
+                announce_ = false;
+                if (!finish_)
+                    finish_ = grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
+            }
+            if (announce_) {
+                announce_ = false;
+                started_ = op_in_flight_ = true;
+                op = Op::metadata;
+            } else if (!queue_.empty()) {
+                current_ = std::move(queue_.front());
+                queue_.pop_front();
+                started_ = op_in_flight_ = true;
+                op = Op::write;
+            } else if (finish_) {
+                finished_ = true;
+                status = *finish_;
+                op = Op::finish;
+            }
+        }
+        lk.unlock();
+        switch (op) {
+        case Op::none:
+            break;
+        case Op::metadata:
+            reactor->StartSendInitialMetadata();
+            break;
+        case Op::write:
+            reactor->StartWrite(&current_);
+            break;
+        case Op::finish:
+            reactor->Finish(std::move(status));
+            break;
+        }
+        if (hook)
+            hook();
+    }
+
+    std::mutex mu_;
+    Reactor* reactor_ = nullptr; // until OnDone
+    std::deque<Msg> queue_;
+    Msg current_; // the message being written; untouched while op_in_flight_
+    std::size_t limit_;
+    std::string what_;
+    bool announce_ = false;
+    bool started_ = false; // headers sent (alone or with a write)
+    bool op_in_flight_ = false;
+    bool cancelled_ = false;
+    std::optional<grpc::Status> finish_; // set: finishing (after the queue drains)
+    bool finished_ = false;              // Finish called
+    EndHook end_hook_;
+};
+
+class SupervisorService;
+
+// Every PERMISSION_DENIED: the server that serves the connections of unauthorised peers.
+// A generic service catches every method, known or not, so a denied peer learns why on
+// its first call instead of seeing a dropped connection.
+class DenyAllService final : public grpc::CallbackGenericService {
+    grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext*) override {
+        class Reactor final : public grpc::ServerGenericBidiReactor {
+        public:
+            Reactor() { Finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, kDenied)); }
+            void OnDone() override { delete this; }
+        };
+        return new Reactor;
+    }
+};
+
+} // namespace
+
+namespace detail {
+
+// What the gRPC handlers share with the loop. Outlives the ControlServer while closures
+// that hold it are queued; after close() those closures touch nothing but this object.
+struct ControlCore : std::enable_shared_from_this<ControlCore> {
+    enum class StreamKind { events, logs };
+    struct StreamEntry {
+        std::shared_ptr<StreamBase> stream;
+        StreamKind kind;
+        ControlBackend::Subscription sub = 0;
+    };
+
+    ControlCore(asio::io_context& io_, ControlBackend& backend_);
+
+    // Any thread: registers a unary call; 0 when closed (the caller finishes it).
+    std::uint64_t begin_call(grpc::ServerUnaryReactor* r) {
+        std::lock_guard lk(mu);
+        if (closed)
+            return 0;
+        const auto id = next_id++;
+        calls.emplace(id, r);
+        return id;
+    }
+    // Any thread: takes the call out of the registry; nullptr when already finished. The
+    // one who gets the reactor finishes it: this is what makes Finish happen exactly once.
+    grpc::ServerUnaryReactor* claim_call(std::uint64_t id) {
+        std::lock_guard lk(mu);
+        auto it = calls.find(id);
+        if (it == calls.end())
+            return nullptr;
+        auto* r = it->second;
+        calls.erase(it);
+        return r;
+    }
+    bool call_open(std::uint64_t id) {
+        std::lock_guard lk(mu);
+        return calls.count(id) != 0;
+    }
+    // Any thread: 0 when closed.
+    std::uint64_t begin_stream(std::shared_ptr<StreamBase> s, StreamKind kind) {
+        std::lock_guard lk(mu);
+        if (closed)
+            return 0;
+        const auto id = next_id++;
+        streams.emplace(id, StreamEntry{std::move(s), kind});
+        return id;
+    }
+    bool stream_open(std::uint64_t id) {
+        std::lock_guard lk(mu);
+        return streams.count(id) != 0;
+    }
+    // Loop thread.
+    void set_subscription(std::uint64_t id, ControlBackend::Subscription sub) {
+        {
+            std::lock_guard lk(mu);
+            if (auto it = streams.find(id); it != streams.end()) {
+                it->second.sub = sub;
+                return;
+            }
+        }
+        unsubscribe(StreamEntry{nullptr, StreamKind::events, sub});
+    }
+    // Loop thread: forgets a stream that ended and drops its subscription.
+    void drop_stream(std::uint64_t id) {
+        StreamEntry entry;
+        {
+            std::lock_guard lk(mu);
+            auto it = streams.find(id);
+            if (it == streams.end())
+                return;
+            entry = std::move(it->second);
+            streams.erase(it);
+        }
+        unsubscribe(entry);
+    }
+    void unsubscribe(const StreamEntry& e) {
+        if (e.sub == 0)
+            return;
+        if (e.kind == StreamKind::events)
+            backend.unsubscribe_events(e.sub);
+        else
+            backend.unsubscribe_logs(e.sub);
+    }
+    std::size_t subscribed_streams() {
+        std::lock_guard lk(mu);
+        return static_cast<std::size_t>(std::count_if(
+            streams.begin(), streams.end(), [](const auto& kv) { return kv.second.sub != 0; }));
+    }
+
+    // Loop thread (or the destructor): finishes every open call; calls that arrive later
+    // are finished on their gRPC thread. Nothing here needs the loop to run again.
+    void close() {
+        std::unordered_map<std::uint64_t, grpc::ServerUnaryReactor*> open_calls;
+        std::unordered_map<std::uint64_t, StreamEntry> open_streams;
+        {
+            std::lock_guard lk(mu);
+            if (closed)
+                return;
+            closed = true;
+            open_calls.swap(calls);
+            open_streams.swap(streams);
+        }
+        if (server != nullptr) {
+            if (auto* health = server->GetHealthCheckService())
+                health->SetServingStatus(false);
+        }
+        for (auto& [id, reactor] : open_calls)
+            reactor->Finish(shutting_down());
+        for (auto& [id, entry] : open_streams) {
+            unsubscribe(entry);
+            entry.stream->finish_now(shutting_down());
+        }
+    }
+
+    template <class Fn> void post(Fn fn) { asio::post(io, std::move(fn)); }
+
+    // The hook a stream calls when it ends: drop it on the loop thread.
+    std::function<void()> end_hook(std::uint64_t id) {
+        return [weak = weak_from_this(), id] {
+            auto self = weak.lock();
+            if (!self)
+                return;
+            {
+                std::lock_guard lk(self->mu);
+                if (self->closed)
+                    return; // close() dropped every stream already
+            }
+            self->post([self, id] { self->drop_stream(id); });
+        };
+    }
+
+    asio::io_context& io;
+    ControlBackend& backend;
+
+    std::mutex mu;
+    bool closed = false;                                                // guarded by mu
+    std::uint64_t next_id = 1;                                          // guarded by mu
+    std::unordered_map<std::uint64_t, grpc::ServerUnaryReactor*> calls; // guarded by mu
+    std::unordered_map<std::uint64_t, StreamEntry> streams;             // guarded by mu
+
+    // Declared before the servers: a service must outlive the server it is registered with.
+    std::unique_ptr<SupervisorService> service;
+    std::unique_ptr<DenyAllService> deny;
+    std::unique_ptr<grpc::Server> server;
+    std::unique_ptr<grpc::Server> deny_server;
+};
+
+} // namespace detail
+
+namespace {
+
+using detail::ControlCore;
+
+// The loop side of one unary call. Copyable: a backend Reply may be copied around.
+class PendingCall {
+public:
+    PendingCall(std::shared_ptr<ControlCore> core, std::uint64_t id)
+        : core_(std::move(core)), id_(id) {}
+
+    ControlBackend& backend() const { return core_->backend; }
+    bool open() const { return core_->call_open(id_); }
+
+    // Finishes the call unless shutdown did already; `fill` writes the response first
+    // (only for OK, and only once the call is ours, so the response is still alive).
+    void finish(grpc::Status status, const std::function<void()>& fill = {}) const noexcept {
+        auto* reactor = core_->claim_call(id_);
+        if (reactor == nullptr)
+            return;
+        if (status.ok() && fill) {
+            try {
+                fill();
+            } catch (const std::exception& e) {
+                status = grpc::Status(grpc::StatusCode::INTERNAL, valid_utf8(e.what()));
+            } catch (...) {
+                status = grpc::Status(grpc::StatusCode::INTERNAL, "unknown error");
+            }
+        }
+        reactor->Finish(std::move(status));
+    }
+
+    void finish(const CommandOutcome& o, v1::CommandReply* resp) const {
+        finish(to_grpc(o), [&] { resp->set_message(valid_utf8(o.message)); });
+    }
+
+private:
+    std::shared_ptr<ControlCore> core_;
+    std::uint64_t id_;
+};
+
+class SupervisorService final : public v1::Supervisor::CallbackService {
+public:
+    explicit SupervisorService(ControlCore& core) : core_(core) {}
+
+    grpc::ServerUnaryReactor* GetStatus(grpc::CallbackServerContext* ctx,
+                                        const v1::GetStatusRequest*,
+                                        v1::StatusReply* resp) override {
+        return unary(ctx, [resp](const PendingCall& call) {
+            call.finish(grpc::Status::OK, [&] { *resp = to_proto(call.backend().status()); });
+        });
+    }
+
+    grpc::ServerUnaryReactor* Start(grpc::CallbackServerContext* ctx, const v1::StartRequest*,
+                                    v1::CommandReply* resp) override {
+        return unary(ctx, [resp](const PendingCall& call) {
+            call.backend().start([call, resp](CommandOutcome o) { call.finish(o, resp); });
+        });
+    }
+
+    grpc::ServerUnaryReactor* Stop(grpc::CallbackServerContext* ctx, const v1::StopRequest* req,
+                                   v1::CommandReply* resp) override {
+        auto timeout = stop_timeout_from(*req);
+        if (!timeout)
+            return reject(ctx, invalid(timeout.error().message()));
+        return unary(ctx, [resp, t = *timeout](const PendingCall& call) {
+            call.backend().stop(t, [call, resp](CommandOutcome o) { call.finish(o, resp); });
+        });
+    }
+
+    grpc::ServerUnaryReactor* Restart(grpc::CallbackServerContext* ctx, const v1::RestartRequest*,
+                                      v1::CommandReply* resp) override {
+        return unary(ctx, [resp](const PendingCall& call) {
+            call.backend().restart([call, resp](CommandOutcome o) { call.finish(o, resp); });
+        });
+    }
+
+    grpc::ServerUnaryReactor* Signal(grpc::CallbackServerContext* ctx, const v1::SignalRequest* req,
+                                     v1::CommandReply* resp) override {
+        auto sig = signal_from(*req);
+        if (!sig)
+            return reject(ctx, invalid(sig.error().message()));
+        return unary(ctx, [resp, sig = *sig](const PendingCall& call) {
+            call.finish(call.backend().signal(sig), resp);
+        });
+    }
+
+    grpc::ServerUnaryReactor* SetOomScoreAdj(grpc::CallbackServerContext* ctx,
+                                             const v1::SetOomScoreAdjRequest* req,
+                                             v1::CommandReply* resp) override {
+        auto score = oom_score_from(*req);
+        if (!score)
+            return reject(ctx, invalid(score.error().message()));
+        return unary(ctx, [resp, score = *score](const PendingCall& call) {
+            call.finish(call.backend().set_oom_score(score), resp);
+        });
+    }
+
+    grpc::ServerUnaryReactor* Reload(grpc::CallbackServerContext* ctx, const v1::ReloadRequest*,
+                                     v1::ReloadReply* resp) override {
+        return unary(ctx, [resp](const PendingCall& call) {
+            call.backend().reload([call, resp](ReloadOutcome r) {
+                call.finish(to_grpc(r.outcome), [&] {
+                    resp->set_message(valid_utf8(r.outcome.message));
+                    resp->set_child_restarted(r.child_restarted);
+                });
+            });
+        });
+    }
+
+    grpc::ServerUnaryReactor* Shutdown(grpc::CallbackServerContext* ctx,
+                                       const v1::ShutdownRequest* req,
+                                       v1::CommandReply* resp) override {
+        return unary(ctx, [resp, leave = req->leave_child_running()](const PendingCall& call) {
+            call.backend().shutdown(leave,
+                                    [call, resp](CommandOutcome o) { call.finish(o, resp); });
+        });
+    }
+
+    grpc::ServerWriteReactor<v1::Event>* WatchEvents(grpc::CallbackServerContext*,
+                                                     const v1::WatchEventsRequest*) override {
+        return stream<v1::Event>(ControlCore::StreamKind::events, "event",
+                                 [](ControlCore& core, std::uint64_t id,
+                                    const std::shared_ptr<Stream<v1::Event>>& stream) {
+                                     std::weak_ptr<Stream<v1::Event>> weak = stream;
+                                     const auto sub =
+                                         core.backend.subscribe_events([weak](const Event& e) {
+                                             if (auto s = weak.lock())
+                                                 s->push(to_proto(e));
+                                         });
+                                     core.set_subscription(id, sub);
+                                     stream->announce();
+                                 });
+    }
+
+    grpc::ServerWriteReactor<v1::LogLine>* Logs(grpc::CallbackServerContext*,
+                                                const v1::LogsRequest* req) override {
+        return stream<v1::LogLine>(
+            ControlCore::StreamKind::logs, "log line",
+            [follow = req->follow()](ControlCore& core, std::uint64_t id,
+                                     const std::shared_ptr<Stream<v1::LogLine>>& stream) {
+                const auto mode = core.backend.status().output_mode;
+                if (mode != "capture") {
+                    stream->finish_now(grpc::Status(
+                        grpc::StatusCode::FAILED_PRECONDITION,
+                        fmt::format("the child's output is not captured ([child] output = "
+                                    "\"{}\"); set output = \"capture\" to keep its lines",
+                                    valid_utf8(mode))));
+                    return;
+                }
+                std::vector<v1::LogLine> backlog;
+                for (const auto& line : core.backend.log_lines())
+                    backlog.push_back(to_proto(line));
+                if (follow) {
+                    // Same loop turn as log_lines(): no line is missed or sent twice.
+                    std::weak_ptr<Stream<v1::LogLine>> weak = stream;
+                    const auto sub = core.backend.subscribe_logs([weak](const LogLine& l) {
+                        if (auto s = weak.lock())
+                            s->push(to_proto(l));
+                    });
+                    core.set_subscription(id, sub);
+                    stream->announce();
+                }
+                stream->push_backlog(std::move(backlog));
+                if (!follow)
+                    stream->finish_after_drain(grpc::Status::OK);
+            });
+    }
+
+private:
+    static grpc::ServerUnaryReactor* reject(grpc::CallbackServerContext* ctx, grpc::Status status) {
+        auto* reactor = ctx->DefaultReactor();
+        reactor->Finish(std::move(status));
+        return reactor;
+    }
+
+    // Registers the call, then runs `work` on the loop thread. The call is finished by
+    // `work` (through PendingCall), by close(), or here when it cannot even be queued.
+    template <class Work>
+    grpc::ServerUnaryReactor* unary(grpc::CallbackServerContext* ctx, Work work) noexcept {
+        auto* reactor = ctx->DefaultReactor();
+        std::uint64_t id = 0;
+        try {
+            id = core_.begin_call(reactor);
+            if (id == 0) {
+                reactor->Finish(shutting_down());
+                return reactor;
+            }
+            core_.post([core = core_.shared_from_this(), id, work = std::move(work)] {
+                PendingCall call(core, id);
+                if (!call.open())
+                    return; // finished by shutdown while queued
+                try {
+                    work(call);
+                } catch (const std::exception& e) {
+                    call.finish(grpc::Status(grpc::StatusCode::INTERNAL, valid_utf8(e.what())));
+                } catch (...) {
+                    call.finish(grpc::Status(grpc::StatusCode::INTERNAL, "unknown error"));
+                }
+            });
+        } catch (const std::exception& e) {
+            if (id == 0 || core_.claim_call(id) != nullptr)
+                reactor->Finish(grpc::Status(grpc::StatusCode::INTERNAL, valid_utf8(e.what())));
+        }
+        return reactor;
+    }
+
+    // Creates a stream, registers it, then runs `setup` on the loop thread (unless the
+    // stream ended or shutdown began meanwhile).
+    template <class Msg, class Setup>
+    grpc::ServerWriteReactor<Msg>* stream(ControlCore::StreamKind kind, const char* what,
+                                          Setup setup) noexcept {
+        std::shared_ptr<Stream<Msg>> stream;
+        grpc::ServerWriteReactor<Msg>* reactor = nullptr;
+        try {
+            std::tie(stream, reactor) = Stream<Msg>::create(kWatcherQueueLimit, what);
+        } catch (...) {
+            // Without a reactor of our own, hand gRPC one that only finishes.
+            class Failed final : public grpc::ServerWriteReactor<Msg> {
+            public:
+                Failed() {
+                    this->Finish(grpc::Status(grpc::StatusCode::INTERNAL, "out of memory"));
+                }
+                void OnDone() override { delete this; }
+            };
+            return new Failed;
+        }
+        try {
+            const auto id = core_.begin_stream(stream, kind);
+            if (id == 0) {
+                stream->finish_now(shutting_down());
+                return reactor;
+            }
+            stream->set_end_hook(core_.end_hook(id));
+            core_.post([core = core_.shared_from_this(), id, stream, setup = std::move(setup)] {
+                if (!core->stream_open(id) || stream->ended())
+                    return;
+                try {
+                    setup(*core, id, stream);
+                } catch (const std::exception& e) {
+                    stream->finish_now(
+                        grpc::Status(grpc::StatusCode::INTERNAL, valid_utf8(e.what())));
+                } catch (...) {
+                    stream->finish_now(grpc::Status(grpc::StatusCode::INTERNAL, "unknown error"));
+                }
+            });
+        } catch (const std::exception& e) {
+            stream->finish_now(grpc::Status(grpc::StatusCode::INTERNAL, valid_utf8(e.what())));
+        }
+        return reactor;
+    }
+
+    ControlCore& core_;
+};
+
+} // namespace
+
+detail::ControlCore::ControlCore(asio::io_context& io_, ControlBackend& backend_)
+    : io(io_), backend(backend_), service(std::make_unique<SupervisorService>(*this)),
+      deny(std::make_unique<DenyAllService>()) {}
+
+// ---------------------------------------------------------------------------------------
+
+ControlServer::ControlServer(asio::io_context& io, ControlBackend& backend,
+                             ControlServerOptions opts)
+    : io_(io), opts_(std::move(opts)), core_(std::make_shared<detail::ControlCore>(io, backend)),
+      acceptor_(io), retry_timer_(io), alive_(std::make_shared<int>(0)) {}
+
+ControlServer::~ControlServer() {
+    if (core_->server != nullptr && !shutdown_started_) {
+        // Last resort (see the header): nothing below needs the loop.
+        shutdown_started_ = true;
+        stop_accepting();
+        core_->close();
+        const auto deadline = std::chrono::system_clock::now() + kShutdownGrace;
+        core_->server->Shutdown(deadline);
+        core_->deny_server->Shutdown(deadline);
+    }
+    if (shutdown_thread_.joinable())
+        shutdown_thread_.join();
+    // gRPC has let go of every call: no handler can run any more.
+    core_->server.reset();
+    core_->deny_server.reset();
+}
+
+std::size_t ControlServer::stream_count() const {
+    return core_->subscribed_streams();
+}
+
+Status ControlServer::start() {
+    if (core_->server != nullptr || shutdown_started_)
+        return make_error(EALREADY, "control server already started");
+    const std::string& path = opts_.socket_path;
+    if (auto st = check_socket_path(path); !st)
+        return st.error();
+    std::optional<gid_t> gid;
+    if (!opts_.group.empty()) {
+        auto g = resolve_group(opts_.group);
+        if (!g)
+            return g.error();
+        gid = *g;
+    }
+
+    // A socket left by a dead vigild: the caller holds the state-dir lock, so it is stale.
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return make_error(EEXIST, fmt::format("control socket path {} exists and is not a "
+                                                  "socket (remove it or choose another path)",
+                                                  path));
+        if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+            return make_error(errno, fmt::format("failed to remove stale control socket {}", path));
+    } else if (errno != ENOENT) {
+        return make_error(errno, fmt::format("failed to inspect control socket path {}", path));
+    }
+
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+    if (!fd.valid())
+        return make_error(errno, "failed to create the control socket");
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.data(), path.size());
+    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
+        return make_error(errno, fmt::format("failed to bind control socket {}", path));
+    auto fail = [&](int err, std::string what) -> Status {
+        ::unlink(path.c_str());
+        return make_error(err, std::move(what));
+    };
+    // Mode and group are applied between bind() and listen(). Until listen() nobody can
+    // connect (connect() gets ECONNREFUSED), so no peer ever reaches the socket under the
+    // looser mode bind() created it with. Chosen over the alternatives: umask is
+    // process-wide (gRPC threads and the spawned child would see it change), and binding in
+    // a private temp dir then renaming lengthens the path that must fit in sun_path.
+    if (::chmod(path.c_str(), static_cast<mode_t>(opts_.mode & 07777)) != 0)
+        return fail(
+            errno, fmt::format("failed to set mode {:04o} on control socket {}", opts_.mode, path));
+    if (gid && ::lchown(path.c_str(), static_cast<uid_t>(-1), *gid) != 0)
+        return fail(errno,
+                    fmt::format("failed to give control socket {} to group {}", path, opts_.group));
+    if (::lstat(path.c_str(), &st) != 0)
+        return fail(errno, fmt::format("failed to inspect control socket {}", path));
+    socket_dev_ = st.st_dev;
+    socket_ino_ = st.st_ino;
+    if (::listen(fd.get(), kListenBacklog) != 0)
+        return fail(errno, fmt::format("failed to listen on control socket {}", path));
+
+    // No listening port on either server: connections come from our own acceptor below,
+    // which sorts them by the peer's uid before gRPC sees a byte.
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::ServerBuilder builder;
+    builder.RegisterService(core_->service.get());
+    core_->server = builder.BuildAndStart();
+    if (core_->server == nullptr)
+        return fail(0, "failed to start the gRPC control server");
+
+    grpc::ServerBuilder deny_builder;
+    // No grpc.health.v1 for denied peers either.
+    deny_builder.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
+    deny_builder.RegisterCallbackGenericService(core_->deny.get());
+    core_->deny_server = deny_builder.BuildAndStart();
+    if (core_->deny_server == nullptr) {
+        core_->server->Shutdown();
+        core_->server.reset();
+        return fail(0, "failed to start the gRPC control server");
+    }
+
+    boost::system::error_code ec;
+    acceptor_.assign(asio::local::stream_protocol(), fd.get(), ec);
+    if (ec) {
+        core_->server->Shutdown();
+        core_->deny_server->Shutdown();
+        core_->server.reset();
+        core_->deny_server.reset();
+        return fail(ec.value(), "failed to watch the control socket");
+    }
+    fd.release();
+    start_accept();
+    log::info("control API listening on {} (mode {:04o}{})", path, opts_.mode & 07777,
+              gid ? fmt::format(", group {}", opts_.group) : std::string());
+    return ok_status();
+}
+
+void ControlServer::start_accept() {
+    acceptor_.async_wait(asio::socket_base::wait_read, [this, alive = std::weak_ptr<int>(alive_)](
+                                                           boost::system::error_code ec) {
+        if (alive.expired() || shutdown_started_ || ec == asio::error::operation_aborted)
+            return;
+        if (ec) {
+            log::warn("control socket {}: {}", opts_.socket_path, ec.message());
+            retry_accept_later();
+            return;
+        }
+        on_acceptable();
+    });
+}
+
+void ControlServer::retry_accept_later() {
+    retry_timer_.expires_after(kAcceptRetryDelay);
+    retry_timer_.async_wait(
+        [this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec) {
+            if (alive.expired() || shutdown_started_ || ec)
+                return;
+            start_accept();
+        });
+}
+
+void ControlServer::on_acceptable() {
+    for (int i = 0; i < kMaxAcceptsPerTurn; ++i) {
+        const int fd =
+            ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                start_accept();
+                return;
+            }
+            log::warn("control socket {}: accept failed: {} (retrying in {}ms)", opts_.socket_path,
+                      std::strerror(errno), kAcceptRetryDelay.count());
+            retry_accept_later();
+            return;
+        }
+        hand_over(fd);
+    }
+    // More may be waiting: let the loop's other handlers run first.
+    asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
+        if (!alive.expired() && !shutdown_started_)
+            on_acceptable();
+    });
+}
+
+void ControlServer::hand_over(int raw_fd) {
+    UniqueFd fd(raw_fd);
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+        log::warn("control socket {}: cannot read the peer's credentials: {}; closing the "
+                  "connection",
+                  opts_.socket_path, std::strerror(errno));
+        return;
+    }
+    const bool allowed = cred.uid == 0 || cred.uid == ::geteuid() ||
+                         std::find(opts_.allowed_uids.begin(), opts_.allowed_uids.end(),
+                                   cred.uid) != opts_.allowed_uids.end();
+    if (allowed) {
+        log::debug("control connection from uid {} (pid {})", cred.uid, cred.pid);
+        grpc::AddInsecureChannelFromFd(core_->server.get(), fd.release());
+    } else {
+        log::warn("control connection from uid {} (pid {}) denied: not root, vigild's uid or "
+                  "in allowed_uids",
+                  cred.uid, cred.pid);
+        grpc::AddInsecureChannelFromFd(core_->deny_server.get(), fd.release());
+    }
+}
+
+void ControlServer::stop_accepting() {
+    boost::system::error_code ec;
+    retry_timer_.cancel();
+    acceptor_.close(ec);
+    // Remove the socket only if it is still the one we bound (never another vigild's).
+    struct stat st {};
+    if (socket_ino_ != 0 && ::lstat(opts_.socket_path.c_str(), &st) == 0 &&
+        st.st_dev == socket_dev_ && st.st_ino == socket_ino_)
+        ::unlink(opts_.socket_path.c_str());
+    socket_ino_ = 0;
+}
+
+void ControlServer::shutdown(std::function<void()> done) {
+    if (shutdown_started_) {
+        if (done) {
+            if (shutdown_complete_)
+                asio::post(io_, std::move(done));
+            else
+                waiters_.push_back(std::move(done));
+        }
+        return;
+    }
+    shutdown_started_ = true;
+    if (done)
+        waiters_.push_back(std::move(done));
+    stop_accepting();
+    core_->close();
+
+    auto complete = [this, alive = std::weak_ptr<int>(alive_)] {
+        if (alive.expired())
+            return;
+        if (shutdown_thread_.joinable())
+            shutdown_thread_.join();
+        shutdown_complete_ = true;
+        auto waiters = std::move(waiters_);
+        waiters_.clear();
+        for (auto& w : waiters)
+            w();
+    };
+    if (core_->server == nullptr) {
+        asio::post(io_, std::move(complete));
+        return;
+    }
+    // gRPC's Shutdown blocks until every call has finished (close() took care of ours; a
+    // stream whose client does not read is cancelled after kShutdownGrace), so it runs on
+    // a helper thread while the loop keeps turning; `complete` is posted back.
+    auto run = [core = core_, &io = io_, complete] {
+        const auto deadline = std::chrono::system_clock::now() + kShutdownGrace;
+        core->server->Shutdown(deadline);
+        core->deny_server->Shutdown(deadline);
+        asio::post(io, complete);
+    };
+    try {
+        shutdown_thread_ = std::thread(run);
+    } catch (const std::system_error& e) {
+        log::warn("control server: no thread for shutdown ({}); shutting down in place", e.what());
+        run();
+    }
+}
+
+} // namespace vigil

@@ -1,0 +1,356 @@
+// vigilctl's calls to vigild.
+#include "vigil/ctl.hpp"
+#include "vigil/socket_path.hpp"
+#include "vigil/unique_fd.hpp"
+
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "vigil/v1/supervisor.grpc.pb.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <fmt/format.h>
+#include <iostream>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <thread>
+
+namespace vigil::ctl {
+
+namespace {
+
+// Quick questions (status, kill, oom-score, health) get an answer within this or vigild is
+// considered unreachable. Commands that wait for the child (start, stop, restart, reload,
+// shutdown) and streams have no deadline: vigild bounds them itself.
+constexpr std::chrono::seconds kQuickDeadline{10};
+
+std::string_view command_name(Command c) {
+    switch (c) {
+    case Command::status:
+        return "status";
+    case Command::start:
+        return "start";
+    case Command::stop:
+        return "stop";
+    case Command::restart:
+        return "restart";
+    case Command::kill:
+        return "kill";
+    case Command::oom_score:
+        return "oom-score";
+    case Command::events:
+        return "events";
+    case Command::logs:
+        return "logs";
+    case Command::reload:
+        return "reload";
+    case Command::shutdown:
+        return "shutdown";
+    case Command::health:
+        return "health";
+    case Command::help:
+        return "help";
+    case Command::version:
+        return "version";
+    }
+    return "?";
+}
+
+// Why the socket cannot be reached, from a plain connect(): "" when it can.
+std::string probe_socket(const std::string& path) {
+    if (auto st = check_socket_path(path); !st)
+        return st.error().message();
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd.valid())
+        return std::strerror(errno);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::memcpy(addr.sun_path, path.data(), path.size());
+    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
+        return std::strerror(errno);
+    return {};
+}
+
+class Client {
+public:
+    Client(const Options& opts, std::ostream& out, std::ostream& err, Interrupt* interrupt)
+        : opts_(opts), out_(out), err_(err), interrupt_(interrupt),
+          socket_(resolve_control_socket(opts.socket)),
+          channel_(grpc::CreateChannel(grpc_target(socket_), grpc::InsecureChannelCredentials())),
+          stub_(v1::Supervisor::NewStub(channel_)) {}
+
+    int run() {
+        if (auto st = check_socket_path(socket_); !st)
+            return unreachable(st.error().message());
+        switch (opts_.command) {
+        case Command::status:
+            return status();
+        case Command::start:
+            return command([&](grpc::ClientContext* ctx, v1::CommandReply* r) {
+                return stub_->Start(ctx, v1::StartRequest(), r);
+            });
+        case Command::stop:
+            return command([&](grpc::ClientContext* ctx, v1::CommandReply* r) {
+                v1::StopRequest req;
+                if (opts_.stop_timeout) {
+                    const auto ms = opts_.stop_timeout->count();
+                    req.mutable_timeout()->set_seconds(ms / 1000);
+                    req.mutable_timeout()->set_nanos(static_cast<int>(ms % 1000) * 1'000'000);
+                }
+                return stub_->Stop(ctx, req, r);
+            });
+        case Command::restart:
+            return command([&](grpc::ClientContext* ctx, v1::CommandReply* r) {
+                return stub_->Restart(ctx, v1::RestartRequest(), r);
+            });
+        case Command::kill:
+            return command(
+                [&](grpc::ClientContext* ctx, v1::CommandReply* r) {
+                    v1::SignalRequest req;
+                    req.set_name(opts_.signal);
+                    return stub_->Signal(ctx, req, r);
+                },
+                true);
+        case Command::oom_score:
+            if (!opts_.oom)
+                return oom_show();
+            return command(
+                [&](grpc::ClientContext* ctx, v1::CommandReply* r) {
+                    v1::SetOomScoreAdjRequest req;
+                    if (opts_.oom->inherit)
+                        req.set_inherit(true);
+                    else
+                        req.set_value(opts_.oom->value);
+                    return stub_->SetOomScoreAdj(ctx, req, r);
+                },
+                true);
+        case Command::reload:
+            return reload();
+        case Command::shutdown:
+            return command([&](grpc::ClientContext* ctx, v1::CommandReply* r) {
+                v1::ShutdownRequest req;
+                req.set_leave_child_running(opts_.leave_running);
+                return stub_->Shutdown(ctx, req, r);
+            });
+        case Command::events:
+            return follow<v1::Event>(
+                [&](grpc::ClientContext* ctx) {
+                    return stub_->WatchEvents(ctx, v1::WatchEventsRequest());
+                },
+                [](const v1::Event& e) { return format_event(e); });
+        case Command::logs:
+            return follow<v1::LogLine>(
+                [&](grpc::ClientContext* ctx) {
+                    v1::LogsRequest req;
+                    req.set_follow(opts_.follow);
+                    return stub_->Logs(ctx, req);
+                },
+                [](const v1::LogLine& l) { return format_log_line(l); });
+        case Command::health:
+            return health();
+        case Command::help:
+        case Command::version:
+            break;
+        }
+        return kExitOk;
+    }
+
+private:
+    static void set_quick_deadline(grpc::ClientContext& ctx) {
+        ctx.set_deadline(std::chrono::system_clock::now() + kQuickDeadline);
+    }
+
+    int unreachable(const std::string& why) {
+        err_ << fmt::format("vigilctl: cannot reach vigild at {}: {} (is vigild running? "
+                            "choose the socket with --socket or $VIGIL_SOCKET)\n",
+                            socket_, why);
+        return kExitUnreachable;
+    }
+
+    int failed(const grpc::Status& st) {
+        switch (st.error_code()) {
+        case grpc::StatusCode::UNAVAILABLE: {
+            const std::string why = probe_socket(socket_);
+            return unreachable(why.empty() ? st.error_message() : why);
+        }
+        case grpc::StatusCode::DEADLINE_EXCEEDED:
+            return unreachable(fmt::format("no answer within {}s", kQuickDeadline.count()));
+        default:
+            err_ << fmt::format("vigilctl: {}: {}\n", command_name(opts_.command),
+                                st.error_message());
+            return kExitApiError;
+        }
+    }
+
+    void print(const google::protobuf::Message& m, const std::string& human) {
+        if (opts_.json)
+            out_ << to_json(m) << '\n';
+        else if (!human.empty())
+            out_ << human << (human.back() == '\n' ? "" : "\n");
+        out_.flush();
+    }
+
+    int status() {
+        grpc::ClientContext ctx;
+        set_quick_deadline(ctx);
+        v1::StatusReply reply;
+        auto st = stub_->GetStatus(&ctx, v1::GetStatusRequest(), &reply);
+        if (!st.ok())
+            return failed(st);
+        print(reply, format_status(reply, std::chrono::system_clock::now()));
+        return kExitOk;
+    }
+
+    int oom_show() {
+        grpc::ClientContext ctx;
+        set_quick_deadline(ctx);
+        v1::StatusReply reply;
+        auto st = stub_->GetStatus(&ctx, v1::GetStatusRequest(), &reply);
+        if (!st.ok())
+            return failed(st);
+        print(reply.oom(), "oom_score_adj: " + format_oom(reply.oom()));
+        return kExitOk;
+    }
+
+    template <class Call> int command(Call call, bool quick = false) {
+        grpc::ClientContext ctx;
+        if (quick)
+            set_quick_deadline(ctx);
+        v1::CommandReply reply;
+        auto st = call(&ctx, &reply);
+        if (!st.ok())
+            return failed(st);
+        print(reply, reply.message());
+        return kExitOk;
+    }
+
+    int reload() {
+        grpc::ClientContext ctx;
+        v1::ReloadReply reply;
+        auto st = stub_->Reload(&ctx, v1::ReloadRequest(), &reply);
+        if (!st.ok())
+            return failed(st);
+        std::string human = reply.message();
+        if (reply.child_restarted())
+            human += human.empty() ? "child restarted" : " (child restarted)";
+        print(reply, human);
+        return kExitOk;
+    }
+
+    int health() {
+        auto stub = grpc::health::v1::Health::NewStub(channel_);
+        grpc::ClientContext ctx;
+        set_quick_deadline(ctx);
+        grpc::health::v1::HealthCheckResponse reply;
+        auto st = stub->Check(&ctx, grpc::health::v1::HealthCheckRequest(), &reply);
+        if (!st.ok())
+            return failed(st);
+        const auto name = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(reply.status());
+        print(reply, "vigild: " + name);
+        return reply.status() == grpc::health::v1::HealthCheckResponse::SERVING ? kExitOk
+                                                                                : kExitApiError;
+    }
+
+    template <class Msg, class Open, class Format> int follow(Open open, Format format) {
+        grpc::ClientContext ctx;
+        if (interrupt_ != nullptr)
+            interrupt_->attach(&ctx);
+        auto reader = open(&ctx);
+        Msg msg;
+        while (reader->Read(&msg))
+            print(msg, format(msg));
+        auto st = reader->Finish();
+        if (interrupt_ != nullptr) {
+            interrupt_->detach();
+            if (interrupt_->triggered())
+                return kExitOk;
+        }
+        if (!st.ok())
+            return failed(st);
+        return kExitOk;
+    }
+
+    const Options& opts_;
+    std::ostream& out_;
+    std::ostream& err_;
+    Interrupt* interrupt_;
+    std::string socket_;
+    std::shared_ptr<grpc::Channel> channel_;
+    std::unique_ptr<v1::Supervisor::Stub> stub_;
+};
+
+} // namespace
+
+void Interrupt::attach(grpc::ClientContext* ctx) {
+    std::lock_guard lk(mu_);
+    ctx_ = ctx;
+    if (triggered_)
+        ctx_->TryCancel();
+}
+
+void Interrupt::detach() {
+    std::lock_guard lk(mu_);
+    ctx_ = nullptr;
+}
+
+void Interrupt::trigger() {
+    std::lock_guard lk(mu_);
+    triggered_ = true;
+    if (ctx_ != nullptr)
+        ctx_->TryCancel();
+}
+
+int run(const Options& opts, std::ostream& out, std::ostream& err, Interrupt* interrupt) {
+    try {
+        return Client(opts, out, err, interrupt).run();
+    } catch (const std::exception& e) {
+        err << "vigilctl: " << e.what() << '\n';
+        return kExitApiError;
+    }
+}
+
+int main(int argc, char** argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    auto parsed = parse_args(args);
+    if (auto* e = std::get_if<UsageError>(&parsed)) {
+        std::cerr << "vigilctl: " << e->message << "\nTry 'vigilctl --help'.\n";
+        return kExitUsage;
+    }
+    const auto& opts = std::get<Options>(parsed);
+    if (opts.command == Command::help) {
+        std::cout << help_text();
+        return kExitOk;
+    }
+    if (opts.command == Command::version) {
+        std::cout << "vigilctl " << VIGIL_VERSION << '\n';
+        return kExitOk;
+    }
+    // gRPC's own log lines would only repeat what vigilctl says on failure.
+    ::setenv("GRPC_VERBOSITY", "NONE", 0);
+
+    // SIGINT/SIGTERM end a following stream cleanly (exit 0): they are blocked in every
+    // thread (set before gRPC starts its threads) and taken by one waiting thread.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    ::pthread_sigmask(SIG_BLOCK, &set, nullptr);
+    // Other commands are simply abandoned, with the usual 128+N status.
+    const bool streaming = opts.command == Command::events || opts.command == Command::logs;
+    static Interrupt interrupt; // outlives the detached signal thread
+    std::thread([set, streaming] {
+        int sig = 0;
+        if (::sigwait(&set, &sig) != 0)
+            return;
+        if (!streaming)
+            std::_Exit(128 + sig);
+        interrupt.trigger();
+    }).detach();
+    return run(opts, std::cout, std::cerr, &interrupt);
+}
+
+} // namespace vigil::ctl

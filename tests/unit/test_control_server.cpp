@@ -1,0 +1,1077 @@
+// The control server in-process: a FakeBackend behind a real ControlServer on a temp socket,
+// driven by real gRPC clients (and by vigilctl's run()).
+#include "vigil/control_proto.hpp"
+#include "vigil/control_server.hpp"
+#include "vigil/ctl.hpp"
+#include "vigil/socket_path.hpp"
+
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "vigil/v1/supervisor.grpc.pb.h"
+
+#include <catch2/catch.hpp>
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <map>
+#include <sstream>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <thread>
+#include <unistd.h>
+
+using namespace vigil;
+using namespace std::chrono_literals;
+using Catch::Matchers::Contains;
+
+namespace {
+
+constexpr auto kDeadline = 10s; // generous: CI machines are slow and loaded
+constexpr uid_t kNobody = 65534;
+constexpr gid_t kNogroup = 65534;
+
+struct TmpDir {
+    std::string path;
+    TmpDir() {
+        char t[] = "/tmp/vigil-ctl.XXXXXX";
+        path = ::mkdtemp(t);
+    }
+    ~TmpDir() { std::filesystem::remove_all(path); }
+    std::string operator/(const std::string& name) const { return path + "/" + name; }
+};
+
+SystemTime at_ms(std::int64_t ms) {
+    return SystemTime(std::chrono::milliseconds(ms));
+}
+
+// The supervisor's side of the seam, scripted. Loop thread only, like the real one.
+class FakeBackend : public ControlBackend {
+public:
+    FakeBackend() {
+        snap.state = "running";
+        snap.state_reason = "healthy after 42ms";
+        snap.pid = 4242;
+        snap.adopted = true;
+        snap.started_at = at_ms(1'714'564'800'000); // 2024-05-01T12:00:00Z
+        snap.state_since = at_ms(1'714'564'800'042);
+        snap.restart_count = 3;
+        snap.last_exit = ExitStatus{ExitStatus::Kind::signaled, 9};
+        snap.last_exit_at = at_ms(1'714'564'799'000);
+        snap.health_enabled = true;
+        snap.consecutive_health_failures = 1;
+        snap.last_health_check = at_ms(1'714'564'900'500);
+        snap.last_health_result = "SERVING";
+        snap.oom_configured = OomScore{false, -500};
+        snap.oom_actual = -500;
+        snap.child_binary = "/usr/bin/containerd";
+        snap.child_args = {"/usr/bin/containerd", "--config", "/run/vigil/containerd.toml"};
+        snap.vigild_version = "0.1.0";
+        snap.vigild_pid = 812;
+        snap.output_mode = "capture";
+    }
+
+    StatusSnapshot status() override { return snap; }
+    void start(Reply reply) override {
+        calls.push_back("start");
+        if (snap.state == "stopped" || snap.state == "failed") {
+            snap.state = "starting";
+            reply(CommandOutcome::success("started /usr/bin/containerd (pid 4243)"));
+        } else {
+            reply(CommandOutcome::precondition("the child is already running (pid 4242)"));
+        }
+    }
+    void stop(std::optional<Duration> timeout, Reply reply) override {
+        calls.push_back("stop");
+        stop_timeout = timeout;
+        if (hold_stop)
+            held.push_back(std::move(reply));
+        else
+            reply(CommandOutcome::success("stopped pid 4242"));
+    }
+    void restart(Reply reply) override {
+        calls.push_back("restart");
+        reply(CommandOutcome::success("restarted: pid 4243"));
+    }
+    CommandOutcome signal(int sig) override {
+        calls.push_back("signal");
+        last_signal = sig;
+        if (snap.pid == 0)
+            return CommandOutcome::precondition("no child to signal (state stopped)");
+        return CommandOutcome::success(
+            fmt::format("sent {} to pid {}", signal_name(sig), snap.pid));
+    }
+    CommandOutcome set_oom_score(OomScore score) override {
+        calls.push_back("oom");
+        last_oom = score;
+        return CommandOutcome::success("oom_score_adj set to " + to_string(score));
+    }
+    void reload(std::function<void(ReloadOutcome)> reply) override {
+        calls.push_back("reload");
+        reply(ReloadOutcome{CommandOutcome::success("configuration reloaded"), true});
+    }
+    void shutdown(bool leave_child_running, Reply reply) override {
+        calls.push_back("shutdown");
+        leave = leave_child_running;
+        reply(CommandOutcome::success(leave_child_running ? "exiting, leaving the child"
+                                                          : "exiting"));
+    }
+    Subscription subscribe_events(std::function<void(const Event&)> cb) override {
+        const auto id = next_sub++;
+        event_subs.emplace(id, std::move(cb));
+        return id;
+    }
+    void unsubscribe_events(Subscription s) override { event_subs.erase(s); }
+    std::vector<LogLine> log_lines() override { return lines; }
+    Subscription subscribe_logs(std::function<void(const LogLine&)> cb) override {
+        const auto id = next_sub++;
+        log_subs.emplace(id, std::move(cb));
+        return id;
+    }
+    void unsubscribe_logs(Subscription s) override { log_subs.erase(s); }
+
+    void emit(const std::string& message) {
+        Event e;
+        e.seq = next_seq++;
+        e.time = at_ms(1'714'564'800'000 + static_cast<std::int64_t>(e.seq));
+        e.kind = Event::Kind::state;
+        e.message = message;
+        e.from_state = "running";
+        e.to_state = "backoff";
+        e.pid = 4242;
+        auto subs = event_subs; // a callback may unsubscribe
+        for (auto& [id, cb] : subs)
+            cb(e);
+    }
+    void log(const std::string& text) {
+        LogLine l{next_log_seq++, at_ms(1'714'564'800'000), 4242, "stderr", text};
+        lines.push_back(l);
+        auto subs = log_subs;
+        for (auto& [id, cb] : subs)
+            cb(l);
+    }
+
+    StatusSnapshot snap;
+    std::vector<std::string> calls;
+    std::optional<Duration> stop_timeout;
+    int last_signal = 0;
+    OomScore last_oom;
+    bool leave = false;
+    bool hold_stop = false;
+    std::vector<Reply> held;
+    std::map<Subscription, std::function<void(const Event&)>> event_subs;
+    std::map<Subscription, std::function<void(const LogLine&)>> log_subs;
+    std::vector<LogLine> lines;
+    Subscription next_sub = 1;
+    std::uint64_t next_seq = 1;
+    std::uint64_t next_log_seq = 1;
+};
+
+// An io_context turning on its own thread: the "loop thread" of these tests.
+class Loop {
+public:
+    Loop() : thread_([this] { io.run(); }) {}
+    ~Loop() {
+        guard_.reset();
+        thread_.join();
+    }
+
+    template <class F> auto run(F f) -> decltype(f()) {
+        using R = decltype(f());
+        std::packaged_task<R()> task(std::move(f));
+        auto fut = task.get_future();
+        asio::post(io, [&task] { task(); });
+        return fut.get();
+    }
+
+    asio::io_context io;
+
+private:
+    asio::executor_work_guard<asio::io_context::executor_type> guard_{io.get_executor()};
+    std::thread thread_;
+};
+
+class Fixture {
+public:
+    explicit Fixture(ControlServerOptions opts = {}) {
+        sock = dir / "vigild.sock";
+        opts.socket_path = sock;
+        server = std::make_unique<ControlServer>(loop.io, backend, opts);
+        auto st = loop.run([&] { return server->start(); });
+        INFO((st.ok() ? std::string() : st.error().message()));
+        REQUIRE(st.ok());
+    }
+    ~Fixture() {
+        shutdown();
+        loop.run([&] { server.reset(); });
+    }
+
+    // Shuts the server down on the loop; true when done ran within the deadline.
+    bool shutdown() {
+        auto done = std::make_shared<std::promise<void>>();
+        auto fut = done->get_future();
+        loop.run([&] { server->shutdown([done] { done->set_value(); }); });
+        return fut.wait_for(kDeadline) == std::future_status::ready;
+    }
+
+    std::shared_ptr<grpc::Channel> channel() const {
+        grpc::ChannelArguments args;
+        args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1); // a connection of its own
+        return grpc::CreateCustomChannel(grpc_target(sock), grpc::InsecureChannelCredentials(),
+                                         args);
+    }
+    std::unique_ptr<v1::Supervisor::Stub> stub() const {
+        return v1::Supervisor::NewStub(channel());
+    }
+    std::size_t event_subscribers() {
+        return loop.run([&] { return backend.event_subs.size(); });
+    }
+
+    TmpDir dir;
+    std::string sock;
+    FakeBackend backend;
+    Loop loop;
+    std::unique_ptr<ControlServer> server;
+};
+
+void set_deadline(grpc::ClientContext& ctx) {
+    ctx.set_deadline(std::chrono::system_clock::now() + kDeadline);
+}
+
+grpc::Status get_status(v1::Supervisor::Stub& stub, v1::StatusReply* reply = nullptr) {
+    grpc::ClientContext ctx;
+    set_deadline(ctx);
+    v1::StatusReply r;
+    auto st = stub.GetStatus(&ctx, v1::GetStatusRequest(), &r);
+    if (reply != nullptr)
+        *reply = r;
+    return st;
+}
+
+template <class Pred> bool wait_until(Pred pred, std::chrono::milliseconds deadline = kDeadline) {
+    const auto end = std::chrono::steady_clock::now() + deadline;
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() > end)
+            return false;
+        std::this_thread::sleep_for(2ms);
+    }
+    return true;
+}
+
+// Runs this test binary's hidden "[.control_client]" case as uid/gid nobody; returns its
+// exit status (0: the call ended with `expect`).
+int run_client_as_nobody(const std::string& socket, grpc::StatusCode expect) {
+    char exe[4096];
+    const ssize_t n = ::readlink("/proc/self/exe", exe, sizeof exe - 1);
+    REQUIRE(n > 0);
+    exe[n] = '\0';
+    const std::string env_socket = "VIGIL_TEST_SOCKET=" + socket;
+    const std::string env_expect = "VIGIL_TEST_EXPECT=" + std::to_string(static_cast<int>(expect));
+    const char* argv[] = {exe, "[.control_client]", nullptr};
+    const char* envp[] = {env_socket.c_str(), env_expect.c_str(), "GRPC_VERBOSITY=NONE", nullptr};
+    const pid_t pid = ::fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        // Only raw system calls between fork and exec: this process has gRPC threads.
+        if (::syscall(SYS_setgroups, 0, nullptr) != 0 ||
+            ::syscall(SYS_setresgid, kNogroup, kNogroup, kNogroup) != 0 ||
+            ::syscall(SYS_setresuid, kNobody, kNobody, kNobody) != 0)
+            ::_exit(120);
+        ::execve(exe, const_cast<char**>(argv), const_cast<char**>(envp));
+        ::_exit(121);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(pid, &status, 0) == pid);
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+} // namespace
+
+TEST_CASE("control server: GetStatus carries every field of the snapshot", "[unit][control]") {
+    Fixture f;
+    auto stub = f.stub();
+    v1::StatusReply r;
+    REQUIRE(get_status(*stub, &r).ok());
+    CHECK(r.state() == "running");
+    CHECK(r.state_reason() == "healthy after 42ms");
+    CHECK(r.state_since() == "2024-05-01T12:00:00.042Z");
+    CHECK(r.pid() == 4242);
+    CHECK(r.adopted());
+    CHECK(r.started_at() == "2024-05-01T12:00:00.000Z");
+    CHECK(r.restart_count() == 3);
+    CHECK(r.last_exit().kind() == "signaled");
+    CHECK(r.last_exit().signal() == 9);
+    CHECK(r.last_exit().signal_name() == "SIGKILL");
+    CHECK(r.last_exit().description() == describe(ExitStatus{ExitStatus::Kind::signaled, 9}));
+    CHECK(r.last_exit().at() == "2024-05-01T11:59:59.000Z");
+    CHECK(r.health().enabled());
+    CHECK(r.health().consecutive_failures() == 1);
+    CHECK(r.health().last_check() == "2024-05-01T12:01:40.500Z");
+    CHECK(r.health().last_result() == "SERVING");
+    CHECK(r.oom().configured() == "-500");
+    CHECK_FALSE(r.oom().configured_inherit());
+    CHECK(r.oom().configured_value() == -500);
+    CHECK(r.oom().actual_known());
+    CHECK(r.oom().actual() == -500);
+    CHECK(r.child().binary() == "/usr/bin/containerd");
+    REQUIRE(r.child().args_size() == 3);
+    CHECK(r.child().args(1) == "--config");
+    CHECK(r.child().output() == "capture");
+    CHECK(r.vigild().version() == "0.1.0");
+    CHECK(r.vigild().pid() == 812);
+}
+
+TEST_CASE("control server: commands reach the backend and answer", "[unit][control]") {
+    Fixture f;
+    auto stub = f.stub();
+
+    SECTION("start in the wrong state is FAILED_PRECONDITION with the reason") {
+        grpc::ClientContext ctx;
+        v1::CommandReply r;
+        auto st = stub->Start(&ctx, v1::StartRequest(), &r);
+        CHECK(st.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+        CHECK_THAT(st.error_message(), Contains("already running"));
+    }
+    SECTION("start from stopped") {
+        f.loop.run([&] { f.backend.snap.state = "stopped"; });
+        grpc::ClientContext ctx;
+        v1::CommandReply r;
+        REQUIRE(stub->Start(&ctx, v1::StartRequest(), &r).ok());
+        CHECK(r.message() == "started /usr/bin/containerd (pid 4243)");
+    }
+    SECTION("stop with and without a timeout") {
+        {
+            grpc::ClientContext ctx;
+            v1::CommandReply r;
+            REQUIRE(stub->Stop(&ctx, v1::StopRequest(), &r).ok());
+            CHECK(r.message() == "stopped pid 4242");
+            CHECK_FALSE(f.loop.run([&] { return f.backend.stop_timeout; }).has_value());
+        }
+        grpc::ClientContext ctx;
+        v1::StopRequest req;
+        req.mutable_timeout()->set_seconds(2);
+        req.mutable_timeout()->set_nanos(500'000'000);
+        v1::CommandReply r;
+        REQUIRE(stub->Stop(&ctx, req, &r).ok());
+        CHECK(f.loop.run([&] { return f.backend.stop_timeout; }) == Duration(2500));
+    }
+    SECTION("restart") {
+        grpc::ClientContext ctx;
+        v1::CommandReply r;
+        REQUIRE(stub->Restart(&ctx, v1::RestartRequest(), &r).ok());
+        CHECK(r.message() == "restarted: pid 4243");
+    }
+    SECTION("signal by name, short name and number") {
+        for (auto [name, sig] : {std::pair{"SIGUSR1", 10}, {"HUP", 1}, {"15", 15}}) {
+            grpc::ClientContext ctx;
+            v1::SignalRequest req;
+            req.set_name(name);
+            v1::CommandReply r;
+            REQUIRE(stub->Signal(&ctx, req, &r).ok());
+            CHECK(f.loop.run([&] { return f.backend.last_signal; }) == sig);
+        }
+        grpc::ClientContext ctx;
+        v1::SignalRequest req;
+        req.set_number(12);
+        v1::CommandReply r;
+        REQUIRE(stub->Signal(&ctx, req, &r).ok());
+        CHECK(r.message() == "sent SIGUSR2 to pid 4242");
+    }
+    SECTION("signal without a child is FAILED_PRECONDITION") {
+        f.loop.run([&] { f.backend.snap.pid = 0; });
+        grpc::ClientContext ctx;
+        v1::SignalRequest req;
+        req.set_name("TERM");
+        v1::CommandReply r;
+        auto st = stub->Signal(&ctx, req, &r);
+        CHECK(st.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+        CHECK_THAT(st.error_message(), Contains("no child"));
+    }
+    SECTION("oom score value and inherit") {
+        {
+            grpc::ClientContext ctx;
+            v1::SetOomScoreAdjRequest req;
+            req.set_value(0); // zero is a value, not "unset": the oneof says which
+            v1::CommandReply r;
+            REQUIRE(stub->SetOomScoreAdj(&ctx, req, &r).ok());
+            CHECK(f.loop.run([&] { return f.backend.last_oom; }) == OomScore{false, 0});
+        }
+        grpc::ClientContext ctx;
+        v1::SetOomScoreAdjRequest req;
+        req.set_inherit(true);
+        v1::CommandReply r;
+        REQUIRE(stub->SetOomScoreAdj(&ctx, req, &r).ok());
+        CHECK(f.loop.run([&] { return f.backend.last_oom; }) == OomScore{true, 0});
+        CHECK(r.message() == "oom_score_adj set to inherit");
+    }
+    SECTION("reload") {
+        grpc::ClientContext ctx;
+        v1::ReloadReply r;
+        REQUIRE(stub->Reload(&ctx, v1::ReloadRequest(), &r).ok());
+        CHECK(r.message() == "configuration reloaded");
+        CHECK(r.child_restarted());
+    }
+    SECTION("shutdown leaving the child") {
+        grpc::ClientContext ctx;
+        v1::ShutdownRequest req;
+        req.set_leave_child_running(true);
+        v1::CommandReply r;
+        REQUIRE(stub->Shutdown(&ctx, req, &r).ok());
+        CHECK(f.loop.run([&] { return f.backend.leave; }));
+    }
+    SECTION("vigild's own grpc.health.v1") {
+        auto health = grpc::health::v1::Health::NewStub(f.channel());
+        grpc::ClientContext ctx;
+        set_deadline(ctx);
+        grpc::health::v1::HealthCheckResponse r;
+        REQUIRE(health->Check(&ctx, grpc::health::v1::HealthCheckRequest(), &r).ok());
+        CHECK(r.status() == grpc::health::v1::HealthCheckResponse::SERVING);
+    }
+}
+
+TEST_CASE("control server: bad arguments are INVALID_ARGUMENT, never a backend call",
+          "[unit][control]") {
+    Fixture f;
+    auto stub = f.stub();
+    auto expect_invalid = [](const grpc::Status& st, const std::string& needle) {
+        INFO(st.error_message());
+        CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+        CHECK_THAT(st.error_message(), Contains(needle));
+    };
+    auto signal = [&](auto set) {
+        grpc::ClientContext ctx;
+        v1::SignalRequest req;
+        set(req);
+        v1::CommandReply r;
+        return stub->Signal(&ctx, req, &r);
+    };
+    expect_invalid(signal([](auto& r) { r.set_name("SIGFOO"); }), "unknown signal 'SIGFOO'");
+    expect_invalid(signal([](auto& r) { r.set_name(""); }), "unknown signal");
+    // Not UTF-8: gRPC itself rejects the request before it reaches a handler.
+    CHECK_FALSE(signal([](auto& r) { r.set_name(std::string("\xff\xfe", 2)); }).ok());
+    expect_invalid(signal([](auto& r) { r.set_number(0); }), "out of range");
+    expect_invalid(signal([](auto& r) { r.set_number(65); }), "out of range");
+    expect_invalid(signal([](auto& r) { r.set_number(-9); }), "out of range");
+    expect_invalid(signal([](auto&) {}), "no signal given");
+
+    auto oom = [&](auto set) {
+        grpc::ClientContext ctx;
+        v1::SetOomScoreAdjRequest req;
+        set(req);
+        v1::CommandReply r;
+        return stub->SetOomScoreAdj(&ctx, req, &r);
+    };
+    expect_invalid(oom([](auto& r) { r.set_value(1001); }), "out of range (-1000..1000)");
+    expect_invalid(oom([](auto& r) { r.set_value(-1001); }), "out of range");
+    expect_invalid(oom([](auto& r) { r.set_inherit(false); }), "inherit must be true");
+    expect_invalid(oom([](auto&) {}), "no score given");
+
+    auto stop = [&](std::int64_t secs, std::int32_t nanos) {
+        grpc::ClientContext ctx;
+        v1::StopRequest req;
+        req.mutable_timeout()->set_seconds(secs);
+        req.mutable_timeout()->set_nanos(nanos);
+        v1::CommandReply r;
+        return stub->Stop(&ctx, req, &r);
+    };
+    expect_invalid(stop(-1, 0), "must not be negative");
+    expect_invalid(stop(0, -5), "must not be negative");
+    expect_invalid(stop(0, 1'000'000'000), "out of range");
+    expect_invalid(stop(INT64_MAX, 0), "out of range");
+
+    CHECK(f.loop.run([&] { return f.backend.calls; }).empty());
+    CHECK(get_status(*stub).ok()); // and vigild still answers
+}
+
+TEST_CASE("control server: WatchEvents serves several watchers in order", "[unit][control]") {
+    Fixture f;
+    auto stub = f.stub();
+    grpc::ClientContext c1, c2;
+    auto r1 = stub->WatchEvents(&c1, v1::WatchEventsRequest());
+    auto r2 = stub->WatchEvents(&c2, v1::WatchEventsRequest());
+    r1->WaitForInitialMetadata(); // headers come once the watcher is subscribed
+    r2->WaitForInitialMetadata();
+    CHECK(f.event_subscribers() == 2);
+    CHECK(f.loop.run([&] { return f.server->stream_count(); }) == 2);
+
+    f.loop.run([&] {
+        for (int i = 0; i < 10; ++i)
+            f.backend.emit(fmt::format("event {}", i));
+    });
+    for (auto* r : {r1.get(), r2.get()}) {
+        for (std::uint64_t seq = 1; seq <= 10; ++seq) {
+            v1::Event e;
+            REQUIRE(r->Read(&e));
+            CHECK(e.seq() == seq);
+            CHECK(e.kind() == "state");
+            CHECK(e.message() == fmt::format("event {}", seq - 1));
+            CHECK(e.from_state() == "running");
+            CHECK(e.to_state() == "backoff");
+            CHECK(e.exit().kind() == "none");
+        }
+    }
+    // A watcher that goes away is unsubscribed.
+    c1.TryCancel();
+    CHECK(r1->Finish().error_code() == grpc::StatusCode::CANCELLED);
+    CHECK(wait_until([&] { return f.event_subscribers() == 1; }));
+    c2.TryCancel();
+    r2->Finish();
+    CHECK(wait_until([&] { return f.event_subscribers() == 0; }));
+}
+
+TEST_CASE("control server: Logs sends the captured lines, then follows", "[unit][control]") {
+    Fixture f;
+    auto stub = f.stub();
+    f.loop.run([&] {
+        f.backend.log("first");
+        f.backend.log(std::string("bad \xc3\x28 utf-8")); // must not break the stream
+    });
+
+    SECTION("without follow: the captured lines, then OK") {
+        grpc::ClientContext ctx;
+        auto r = stub->Logs(&ctx, v1::LogsRequest());
+        v1::LogLine l;
+        REQUIRE(r->Read(&l));
+        CHECK(l.text() == "first");
+        CHECK(l.stream() == "stderr");
+        CHECK(l.pid() == 4242);
+        REQUIRE(r->Read(&l));
+        CHECK(l.text() == "bad \xef\xbf\xbd( utf-8");
+        CHECK_FALSE(r->Read(&l));
+        CHECK(r->Finish().ok());
+    }
+    SECTION("with follow: the captured lines, then new ones") {
+        grpc::ClientContext ctx;
+        v1::LogsRequest req;
+        req.set_follow(true);
+        auto r = stub->Logs(&ctx, req);
+        r->WaitForInitialMetadata();
+        f.loop.run([&] { f.backend.log("third"); });
+        v1::LogLine l;
+        for (const char* want : {"first", "bad \xef\xbf\xbd( utf-8", "third"}) {
+            REQUIRE(r->Read(&l));
+            CHECK(l.text() == want);
+        }
+        ctx.TryCancel();
+        r->Finish();
+        CHECK(wait_until([&] { return f.loop.run([&] { return f.backend.log_subs.empty(); }); }));
+    }
+    SECTION("output not captured is FAILED_PRECONDITION") {
+        f.loop.run([&] { f.backend.snap.output_mode = "inherit"; });
+        grpc::ClientContext ctx;
+        auto r = stub->Logs(&ctx, v1::LogsRequest());
+        v1::LogLine l;
+        CHECK_FALSE(r->Read(&l));
+        auto st = r->Finish();
+        CHECK(st.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+        CHECK_THAT(st.error_message(), Contains("not captured"));
+    }
+}
+
+TEST_CASE("control server: a watcher that never reads slows nobody and is told it overflowed",
+          "[unit][control]") {
+    Fixture f;
+    auto slow_stub = f.stub();
+    grpc::ClientContext slow_ctx;
+    auto slow = slow_stub->WatchEvents(&slow_ctx, v1::WatchEventsRequest());
+    slow->WaitForInitialMetadata();
+
+    const std::string padding(200, 'x');
+    constexpr int kEvents = 50'000;
+    const auto t0 = std::chrono::steady_clock::now();
+    f.loop.run([&] {
+        for (int i = 0; i < kEvents; ++i)
+            f.backend.emit(padding);
+    });
+    // The loop was never blocked by the slow watcher: 50k events in well under a second
+    // per thousand, and GetStatus answers at once.
+    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+    auto stub = f.stub();
+    const auto t1 = std::chrono::steady_clock::now();
+    CHECK(get_status(*stub).ok());
+    CHECK(std::chrono::steady_clock::now() - t1 < 1s);
+    // Overflowed: unsubscribed, so it costs the loop nothing any more.
+    CHECK(wait_until([&] { return f.event_subscribers() == 0; }));
+
+    // When it does read: what was already on its way, then RESOURCE_EXHAUSTED.
+    v1::Event e;
+    std::uint64_t last = 0;
+    while (slow->Read(&e)) {
+        CHECK(e.seq() == last + 1);
+        last = e.seq();
+    }
+    CHECK(last < kEvents);
+    auto st = slow->Finish();
+    INFO(st.error_message());
+    CHECK(st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+    CHECK_THAT(st.error_message(), Contains("event queue overflow"));
+    CHECK_THAT(st.error_message(), Contains("events dropped"));
+}
+
+TEST_CASE("control server: garbage on the socket does not hurt it", "[unit][control]") {
+    Fixture f;
+    auto raw_connect = [&] {
+        const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_un addr{};
+        addr.sun_family = AF_UNIX;
+        std::strcpy(addr.sun_path, f.sock.c_str());
+        REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+        return fd;
+    };
+    ::close(raw_connect()); // connect and leave at once (vigilctl's probe does this)
+    const int fd = raw_connect();
+    const std::string junk = "GET / HTTP/1.1\r\nHost: vigil\r\n\r\n" + std::string(4096, '\xff');
+    CHECK(::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL) > 0);
+    ::close(fd);
+    auto stub = f.stub();
+    CHECK(get_status(*stub).ok());
+}
+
+TEST_CASE("control server: 8 parallel clients x 500 GetStatus", "[unit][control]") {
+    Fixture f;
+    constexpr int kClients = 8;
+    constexpr int kCalls = 500;
+    std::atomic<int> ok{0};
+    std::vector<std::thread> threads;
+    for (int c = 0; c < kClients; ++c) {
+        threads.emplace_back([&] {
+            auto stub = f.stub();
+            for (int i = 0; i < kCalls; ++i) {
+                v1::StatusReply r;
+                if (get_status(*stub, &r).ok() && r.pid() == 4242)
+                    ++ok;
+            }
+        });
+    }
+    for (auto& t : threads)
+        t.join();
+    CHECK(ok == kClients * kCalls);
+}
+
+TEST_CASE("control server: shutdown finishes open streams and pending commands",
+          "[unit][control]") {
+    Fixture f;
+    f.loop.run([&] { f.backend.hold_stop = true; }); // a stop that never completes
+    auto stub = f.stub();
+
+    grpc::ClientContext reading_ctx, idle_ctx;
+    auto reading = stub->WatchEvents(&reading_ctx, v1::WatchEventsRequest());
+    auto idle = stub->WatchEvents(&idle_ctx, v1::WatchEventsRequest());
+    reading->WaitForInitialMetadata();
+    idle->WaitForInitialMetadata();
+    f.loop.run([&] {
+        // 4 MB: more than gRPC's flow-control window, so the idle watcher is left with a
+        // write stuck, but fewer events than its queue limit.
+        for (int i = 0; i < 1000; ++i)
+            f.backend.emit(std::string(4096, 'y'));
+    });
+
+    auto stop = std::async(std::launch::async, [&] {
+        grpc::ClientContext ctx;
+        v1::CommandReply r;
+        return stub->Stop(&ctx, v1::StopRequest(), &r);
+    });
+    REQUIRE(wait_until([&] { return f.loop.run([&] { return f.backend.held.size(); }) == 1; }));
+
+    const auto t0 = std::chrono::steady_clock::now();
+    REQUIRE(f.shutdown());
+    CHECK(std::chrono::steady_clock::now() - t0 < 5s);
+    CHECK_FALSE(std::filesystem::exists(f.sock));
+    CHECK(f.event_subscribers() == 0);
+
+    auto stop_status = stop.get();
+    CHECK(stop_status.error_code() == grpc::StatusCode::UNAVAILABLE);
+    CHECK_THAT(stop_status.error_message(), Contains("shutting down"));
+    v1::Event e;
+    while (reading->Read(&e)) {
+    }
+    auto st = reading->Finish();
+    INFO(st.error_code() << " " << st.error_message());
+    CHECK((st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+           st.error_code() == grpc::StatusCode::CANCELLED));
+    while (idle->Read(&e)) {
+    }
+    st = idle->Finish();
+    INFO(st.error_code() << " " << st.error_message());
+    CHECK((st.error_code() == grpc::StatusCode::UNAVAILABLE ||
+           st.error_code() == grpc::StatusCode::CANCELLED));
+
+    // The backend's late reply finds the call finished already: nothing happens.
+    f.loop.run([&] {
+        for (auto& reply : f.backend.held)
+            reply(CommandOutcome::success("stopped late"));
+    });
+    // Shutdown is idempotent and a second done still comes.
+    CHECK(f.shutdown());
+}
+
+TEST_CASE("control server: start() checks the path, replaces a stale socket, applies mode "
+          "and group",
+          "[unit][control]") {
+    TmpDir dir;
+    FakeBackend backend;
+    Loop loop;
+    auto start = [&](ControlServerOptions opts) {
+        return loop.run([&] {
+            ControlServer s(loop.io, backend, opts);
+            auto st = s.start();
+            struct stat sb {};
+            const bool exists = ::lstat(opts.socket_path.c_str(), &sb) == 0;
+            s.shutdown({});
+            return std::tuple(st.ok() ? std::string() : st.error().message(), exists, sb);
+        });
+    };
+
+    SECTION("a path longer than sun_path is a clear error") {
+        ControlServerOptions o;
+        o.socket_path = dir.path + "/" + std::string(120, 's');
+        auto [error, exists, sb] = start(o);
+        CHECK_THAT(error, Contains("more than the 107 a unix socket allows"));
+        CHECK_FALSE(exists);
+    }
+    SECTION("a stale socket is replaced; mode and group applied") {
+        ControlServerOptions o;
+        o.socket_path = dir / "vigild.sock";
+        o.mode = 0640;
+        o.group = "nogroup";
+        {
+            const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+            sockaddr_un addr{};
+            addr.sun_family = AF_UNIX;
+            std::strcpy(addr.sun_path, o.socket_path.c_str());
+            REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+            ::close(fd); // a dead vigild's socket: the file stays
+        }
+        auto [error, exists, sb] = start(o);
+        CHECK(error.empty());
+        REQUIRE(exists);
+        CHECK(S_ISSOCK(sb.st_mode));
+        CHECK((sb.st_mode & 07777) == 0640);
+        CHECK(sb.st_gid == kNogroup);
+        CHECK_FALSE(std::filesystem::exists(o.socket_path)); // removed by shutdown
+    }
+    SECTION("a file that is not a socket is never removed") {
+        ControlServerOptions o;
+        o.socket_path = dir / "not-a-socket";
+        std::ofstream(o.socket_path) << "precious";
+        auto [error, exists, sb] = start(o);
+        CHECK_THAT(error, Contains("exists and is not a socket"));
+        CHECK(std::filesystem::file_size(o.socket_path) == 8);
+    }
+    SECTION("an unknown group is an error") {
+        ControlServerOptions o;
+        o.socket_path = dir / "vigild.sock";
+        o.group = "no-such-group-vigil";
+        auto [error, exists, sb] = start(o);
+        CHECK_THAT(error, Contains("control_socket_group 'no-such-group-vigil' does not exist"));
+        CHECK_FALSE(exists);
+    }
+}
+
+TEST_CASE("control server: peers other than root, vigild's uid and allowed_uids are denied",
+          "[unit][control]") {
+    if (::geteuid() != 0) {
+        WARN("needs root to run a client as nobody; not run");
+        return;
+    }
+    SECTION("nobody is denied; root still answered afterwards") {
+        ControlServerOptions o;
+        o.mode = 0666;
+        Fixture f(o);
+        ::chmod(f.dir.path.c_str(), 0755);
+        CHECK(run_client_as_nobody(f.sock, grpc::StatusCode::PERMISSION_DENIED) == 0);
+        CHECK(get_status(*f.stub()).ok());
+        CHECK(f.loop.run([&] { return f.backend.calls; }).empty());
+    }
+    SECTION("nobody in allowed_uids is let in") {
+        ControlServerOptions o;
+        o.mode = 0666;
+        o.allowed_uids = {kNobody};
+        Fixture f(o);
+        ::chmod(f.dir.path.c_str(), 0755);
+        CHECK(run_client_as_nobody(f.sock, grpc::StatusCode::OK) == 0);
+    }
+}
+
+// Run by the test above as uid nobody (hidden: not part of a normal run).
+TEST_CASE("control client as another uid", "[.control_client]") {
+    const char* sock = std::getenv("VIGIL_TEST_SOCKET");
+    const char* expect = std::getenv("VIGIL_TEST_EXPECT");
+    REQUIRE(sock != nullptr);
+    REQUIRE(expect != nullptr);
+    REQUIRE(::geteuid() == kNobody);
+    auto channel = grpc::CreateChannel(grpc_target(sock), grpc::InsecureChannelCredentials());
+    auto stub = v1::Supervisor::NewStub(channel);
+    auto st = get_status(*stub);
+    CHECK(static_cast<int>(st.error_code()) == std::atoi(expect));
+    if (st.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+        CHECK_THAT(st.error_message(), Contains("permission denied"));
+        // Every method, vigild's health included.
+        auto health = grpc::health::v1::Health::NewStub(channel);
+        grpc::ClientContext ctx;
+        set_deadline(ctx);
+        grpc::health::v1::HealthCheckResponse r;
+        CHECK(health->Check(&ctx, grpc::health::v1::HealthCheckRequest(), &r).error_code() ==
+              grpc::StatusCode::PERMISSION_DENIED);
+        grpc::ClientContext wctx;
+        set_deadline(wctx);
+        auto w = stub->WatchEvents(&wctx, v1::WatchEventsRequest());
+        v1::Event e;
+        CHECK_FALSE(w->Read(&e));
+        CHECK(w->Finish().error_code() == grpc::StatusCode::PERMISSION_DENIED);
+    }
+}
+
+TEST_CASE("vigilctl against the in-process server", "[unit][control][vigilctl]") {
+    Fixture f;
+    auto run = [&](std::vector<std::string> args) {
+        args.insert(args.begin(), {"--socket", f.sock});
+        auto parsed = ctl::parse_args(args);
+        REQUIRE(std::holds_alternative<ctl::Options>(parsed));
+        std::ostringstream out, err;
+        const int code = ctl::run(std::get<ctl::Options>(parsed), out, err);
+        return std::tuple(code, out.str(), err.str());
+    };
+
+    {
+        auto [code, out, err] = run({"status"});
+        CHECK(code == 0);
+        CHECK_THAT(out, Contains("State: running (healthy after 42ms)"));
+        CHECK_THAT(out, Contains("PID: 4242 (adopted)"));
+        CHECK_THAT(out, Contains("OOM score: configured -500, actual -500"));
+    }
+    {
+        auto [code, out, err] = run({"--json", "status"});
+        CHECK(code == 0);
+        CHECK(std::count(out.begin(), out.end(), '\n') == 1);
+        CHECK_THAT(out, Contains(R"("state":"running")"));
+        CHECK_THAT(out, Contains(R"("restart_count":3)"));
+        CHECK_THAT(out, Contains(R"("consecutive_failures":1)"));
+    }
+    {
+        auto [code, out, err] = run({"--json", "oom-score"});
+        CHECK(code == 0);
+        CHECK(out == R"({"configured":"-500","configured_inherit":false,"configured_value":-500,)"
+                     R"("actual_known":true,"actual":-500})"
+                     "\n");
+    }
+    {
+        auto [code, out, err] = run({"oom-score", "-200"});
+        CHECK(code == 0);
+        CHECK(out == "oom_score_adj set to -200\n");
+    }
+    {
+        auto [code, out, err] = run({"oom-score", "5000"});
+        CHECK(code == 1);
+        CHECK_THAT(err, Contains("oom-score: oom_score_adj 5000 is out of range"));
+    }
+    {
+        auto [code, out, err] = run({"kill", "SIGBOGUS"});
+        CHECK(code == 1);
+        CHECK_THAT(err, Contains("unknown signal 'SIGBOGUS'"));
+    }
+    {
+        auto [code, out, err] = run({"start"});
+        CHECK(code == 1);
+        CHECK(err == "vigilctl: start: the child is already running (pid 4242)\n");
+    }
+    {
+        auto [code, out, err] = run({"--json", "stop", "--timeout", "1500ms"});
+        CHECK(code == 0);
+        CHECK(out == "{\"message\":\"stopped pid 4242\"}\n");
+        CHECK(f.loop.run([&] { return f.backend.stop_timeout; }) == Duration(1500));
+    }
+    {
+        auto [code, out, err] = run({"logs"});
+        CHECK(code == 0);
+        CHECK(out.empty());
+    }
+    {
+        auto [code, out, err] = run({"health"});
+        CHECK(code == 0);
+        CHECK(out == "vigild: SERVING\n");
+    }
+    {
+        auto [code, out, err] = run({"--json", "reload"});
+        CHECK(code == 0);
+        CHECK(out == "{\"message\":\"configuration reloaded\",\"child_restarted\":true}\n");
+    }
+    {
+        auto [code, out, err] = run({"shutdown", "--leave-running"});
+        CHECK(code == 0);
+        CHECK(f.loop.run([&] { return f.backend.leave; }));
+    }
+}
+
+TEST_CASE("vigilctl: an unreachable vigild is exit 69 naming the socket", "[unit][vigilctl]") {
+    TmpDir dir;
+    ctl::Options o;
+    o.command = ctl::Command::status;
+    o.socket = dir / "nothing-here.sock";
+    std::ostringstream out, err;
+    CHECK(ctl::run(o, out, err) == ctl::kExitUnreachable);
+    CHECK_THAT(err.str(), Contains("cannot reach vigild at " + *o.socket));
+    CHECK_THAT(err.str(), Contains("No such file or directory"));
+}
+
+TEST_CASE("vigilctl: command line", "[unit][vigilctl]") {
+    auto parse = [](std::vector<std::string> a) { return ctl::parse_args(a); };
+    auto ok = [&](std::vector<std::string> a) {
+        auto p = parse(a);
+        INFO((std::holds_alternative<ctl::UsageError>(p) ? std::get<ctl::UsageError>(p).message
+                                                         : std::string()));
+        REQUIRE(std::holds_alternative<ctl::Options>(p));
+        return std::get<ctl::Options>(p);
+    };
+    auto bad = [&](std::vector<std::string> a) {
+        auto p = parse(a);
+        REQUIRE(std::holds_alternative<ctl::UsageError>(p));
+        return std::get<ctl::UsageError>(p).message;
+    };
+
+    auto o = ok({"--socket", "/tmp/x.sock", "--json", "status"});
+    CHECK(o.command == ctl::Command::status);
+    CHECK(o.socket == "/tmp/x.sock");
+    CHECK(o.json);
+    o = ok({"status", "--socket=/tmp/y.sock"});
+    CHECK(o.socket == "/tmp/y.sock");
+    o = ok({"stop", "--timeout=1m30s"});
+    CHECK(o.stop_timeout == Duration(90'000));
+    o = ok({"kill", "USR1"});
+    CHECK(o.signal == "USR1");
+    o = ok({"oom-score", "-500"});
+    CHECK(o.oom == OomScore{false, -500});
+    o = ok({"oom-score", "inherit"});
+    CHECK(o.oom == OomScore{true, 0});
+    CHECK_FALSE(ok({"oom-score"}).oom.has_value());
+    CHECK(ok({"logs", "-f"}).follow);
+    CHECK(ok({"shutdown", "--leave-running"}).leave_running);
+    CHECK(ok({"--help"}).command == ctl::Command::help);
+    CHECK(ok({"events"}).command == ctl::Command::events);
+
+    CHECK_THAT(bad({}), Contains("no command"));
+    CHECK_THAT(bad({"frobnicate"}), Contains("unknown command 'frobnicate'"));
+    CHECK_THAT(bad({"kill"}), Contains("kill needs exactly one SIGNAL"));
+    CHECK_THAT(bad({"stop", "--timeout", "soon"}), Contains("bad --timeout 'soon'"));
+    CHECK_THAT(bad({"stop", "--timeout"}), Contains("--timeout needs a value"));
+    CHECK_THAT(bad({"oom-score", "lots"}), Contains("bad oom-score 'lots'"));
+    CHECK_THAT(bad({"status", "-f"}), Contains("unknown option '-f'"));
+    CHECK_THAT(bad({"status", "extra"}), Contains("unexpected argument 'extra'"));
+
+    const auto help = ctl::help_text();
+    for (const char* cmd :
+         {"status", "start", "stop [--timeout D]", "restart", "kill SIGNAL",
+          "oom-score [N|inherit]", "events", "logs [-f]", "reload", "shutdown [--leave-running]",
+          "health", "--socket PATH", "--json", "VIGIL_SOCKET"})
+        CHECK_THAT(help, Contains(cmd));
+}
+
+TEST_CASE("vigilctl: human output", "[unit][vigilctl]") {
+    ::setenv("TZ", "UTC", 1);
+    ::tzset();
+    FakeBackend b;
+    const auto reply = to_proto(b.snap);
+    const auto now = at_ms(1'714'564'800'000 + 182'000); // 3min 2s after the start
+    const auto text = ctl::format_status(reply, now);
+    const auto killed = describe(ExitStatus{ExitStatus::Kind::signaled, 9});
+    CHECK(text == "/usr/bin/containerd - supervised by vigild 0.1.0 (pid 812)\n"
+                  "     State: running (healthy after 42ms) since 2024-05-01 12:00:00 UTC; "
+                  "3min 1s ago\n"
+                  "       PID: 4242 (adopted)\n"
+                  "    Uptime: 3min 2s (started 2024-05-01 12:00:00 UTC)\n"
+                  "  Restarts: 3\n"
+                  " Last exit: " +
+                      killed +
+                      " at 2024-05-01 11:59:59 UTC\n"
+                      "    Health: SERVING, last check 2024-05-01 12:01:40 UTC, 1 consecutive "
+                      "failure\n"
+                      " OOM score: configured -500, actual -500\n"
+                      "   Command: /usr/bin/containerd --config /run/vigil/containerd.toml\n"
+                      "    Output: capture\n");
+
+    StatusSnapshot stopped;
+    stopped.state = "stopped";
+    stopped.oom_configured = OomScore{true, 0};
+    const auto s2 = ctl::format_status(to_proto(stopped), now);
+    CHECK_THAT(s2, Contains("PID: none"));
+    CHECK_THAT(s2, Contains("Last exit: none"));
+    CHECK_THAT(s2, Contains("Health: not checked ([health] kind = \"none\")"));
+    CHECK_THAT(s2, Contains("OOM score: configured inherit, actual unknown"));
+
+    CHECK(ctl::format_uptime(Duration(42)) == "42ms");
+    CHECK(ctl::format_uptime(Duration(3'000)) == "3s");
+    CHECK(ctl::format_uptime(Duration(3'600'000 + 5 * 60'000)) == "1h 5min");
+    CHECK(ctl::format_uptime(Duration(2 * 86'400'000LL + 3'600'000)) == "2d 1h");
+
+    Event e;
+    e.seq = 7;
+    e.time = at_ms(1'714'564'800'123);
+    e.kind = Event::Kind::exit;
+    e.message = "child exited: exit code 3";
+    e.exit = ExitStatus{ExitStatus::Kind::exited, 3};
+    const auto pe = to_proto(e);
+    CHECK(ctl::format_event(pe) == "2024-05-01 12:00:00.123 #7 exit: child exited: exit code 3");
+    CHECK(pe.exit().kind() == "exited");
+    CHECK(pe.exit().code() == 3);
+    CHECK(ctl::to_json(pe) ==
+          std::string(
+              R"({"seq":"7","time":"2024-05-01T12:00:00.123Z","kind":"exit",)"
+              R"("message":"child exited: exit code 3","from_state":"","to_state":"","pid":0,)") +
+              R"("exit":{"kind":"exited","code":3,"signal":0,"signal_name":"",)"
+              R"("description":")" +
+              describe(*e.exit) +
+              R"(","at":"2024-05-01T12:00:00.123Z"},)"
+              R"("health_result":"","oom_score_known":false,"oom_score":0})");
+
+    LogLine l{1, at_ms(1'714'564'800'000), 99, "stdout", "hello"};
+    CHECK(ctl::format_log_line(to_proto(l)) == "2024-05-01 12:00:00.000 [99] stdout: hello");
+}
+
+TEST_CASE("control API conversions", "[unit][control]") {
+    CHECK(format_rfc3339(at_ms(0)) == "1970-01-01T00:00:00.000Z");
+    CHECK(format_rfc3339(at_ms(-1)) == "1969-12-31T23:59:59.999Z");
+    CHECK(format_rfc3339(std::optional<SystemTime>()) == "");
+    const auto t = at_ms(1'714'564'800'042);
+    CHECK(parse_rfc3339(format_rfc3339(t)) == t);
+    CHECK(parse_rfc3339("2024-05-01T14:00:00.042+02:00") == t);
+    CHECK_FALSE(parse_rfc3339("yesterday").has_value());
+    CHECK_FALSE(parse_rfc3339("").has_value());
+
+    CHECK(valid_utf8("plain") == "plain");
+    CHECK(valid_utf8("caf\xc3\xa9") == "caf\xc3\xa9");
+    CHECK(valid_utf8("\xff") == "\xef\xbf\xbd");
+    CHECK(valid_utf8("\xe2\x82") == "\xef\xbf\xbd\xef\xbf\xbd"); // truncated sequence
+    CHECK(valid_utf8("\xed\xa0\x80") == "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"); // surrogate
+
+    CHECK(to_proto(std::nullopt, std::nullopt).kind() == "none");
+    const auto unknown = to_proto(ExitStatus{}, std::nullopt);
+    CHECK(unknown.kind() == "unknown");
+}
+
+TEST_CASE("control socket path: one helper for vigild and vigilctl", "[unit][control]") {
+    // vigild's default config names the same socket vigilctl uses by default.
+    Config c;
+    expand_config(c);
+    CHECK(c.daemon.control_socket == default_control_socket());
+
+    ::unsetenv("VIGIL_SOCKET");
+    CHECK(resolve_control_socket(std::nullopt) == "/run/vigil/vigild.sock");
+    ::setenv("VIGIL_SOCKET", "/tmp/env.sock", 1);
+    CHECK(resolve_control_socket(std::nullopt) == "/tmp/env.sock");
+    CHECK(resolve_control_socket(std::string("/tmp/flag.sock")) == "/tmp/flag.sock");
+    ::setenv("VIGIL_SOCKET", "", 1);
+    CHECK(resolve_control_socket(std::nullopt) == "/run/vigil/vigild.sock");
+    ::unsetenv("VIGIL_SOCKET");
+
+    CHECK(max_socket_path_length() == 107);
+    CHECK(check_socket_path(std::string(107, 'a')).ok());
+    CHECK_FALSE(check_socket_path(std::string(108, 'a')).ok());
+    CHECK_FALSE(check_socket_path("").ok());
+    CHECK(grpc_target("/run/vigil/vigild.sock") == "unix:/run/vigil/vigild.sock");
+}
