@@ -1,0 +1,180 @@
+// The supervisor's health state machine with a fake prober: the test decides every probe's
+// answer and when it arrives. The child is a real /bin/sleep (the supervisor spawns and
+// reaps it), so this is a component test of the state machine, with no gRPC and no sleeps:
+// the loop runs until the state the test waits for, with a deadline.
+#include "vigil/reaper.hpp"
+#include "vigil/supervisor.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace vigil;
+using namespace std::chrono_literals;
+
+namespace {
+
+class FakeProber final : public HealthProber {
+public:
+    void reset() override { ++resets; }
+    void probe(Callback cb) override { pending.push_back(std::move(cb)); }
+    // Answers the oldest unanswered probe.
+    void answer(HealthResult r) {
+        REQUIRE_FALSE(pending.empty());
+        auto cb = std::move(pending.front());
+        pending.erase(pending.begin());
+        cb(HealthOutcome{r, {}});
+    }
+    std::vector<Callback> pending;
+    int resets = 0;
+};
+
+struct Fixture {
+    Fixture() {
+        char t[] = "/tmp/vigil-sup.XXXXXX";
+        dir = ::mkdtemp(t);
+        config.daemon.state_dir = dir + "/state";
+        config.daemon.root_dir = dir + "/root";
+        std::filesystem::create_directories(config.daemon.state_dir);
+        config.child.binary = "/bin/sleep";
+        config.child.args = {"1000"};
+        config.child.config_file = "";
+        config.child.log_level_flag = "";
+        config.health.kind = HealthKind::grpc;
+        config.health.interval = 10ms;
+        config.health.failure_threshold = 3;
+        config.health.startup_timeout = 20s;
+        config.restart.backoff_initial = 10ms;
+        auto p = std::make_unique<FakeProber>();
+        prober = p.get();
+        sup = std::make_unique<Supervisor>(io, reaper, config, std::move(p));
+        sup->set_fatal_handler([this](int code, const std::string&) { fatal = code; });
+    }
+    ~Fixture() {
+        if (sup->child_pid() > 0)
+            ::kill(sup->child_pid(), SIGKILL);
+        sup.reset();
+        std::filesystem::remove_all(dir);
+        while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+        }
+    }
+    // Turns the loop until `pred` holds (or 10s pass).
+    bool run_until(const std::function<bool()>& pred) {
+        const auto end = std::chrono::steady_clock::now() + 10s;
+        while (!pred()) {
+            if (std::chrono::steady_clock::now() > end)
+                return false;
+            io.run_one_for(5ms);
+        }
+        return true;
+    }
+    bool wait_probe() {
+        return run_until([&] { return !prober->pending.empty(); });
+    }
+
+    std::string dir;
+    asio::io_context io;
+    Reaper reaper{io};
+    Config config;
+    FakeProber* prober = nullptr;
+    std::unique_ptr<Supervisor> sup;
+    std::optional<int> fatal;
+};
+
+} // namespace
+
+TEST_CASE("supervisor: starting until SERVING, failures counted to the threshold, recovery",
+          "[unit][supervisor]") {
+    Fixture f;
+    f.sup->start_initial();
+    REQUIRE(f.sup->state() == ChildState::starting);
+    const pid_t pid = f.sup->child_pid();
+    REQUIRE(pid > 0);
+
+    // Refused connections keep it starting.
+    REQUIRE(f.wait_probe());
+    f.prober->answer(HealthResult::connection_refused);
+    CHECK(f.sup->state() == ChildState::starting);
+    REQUIRE(f.wait_probe());
+    f.prober->answer(HealthResult::serving);
+    CHECK(f.sup->state() == ChildState::running);
+
+    // Two failures: unhealthy, not killed; a SERVING answer clears it.
+    REQUIRE(f.wait_probe());
+    f.prober->answer(HealthResult::not_serving);
+    CHECK(f.sup->state() == ChildState::unhealthy);
+    CHECK(f.sup->status().consecutive_health_failures == 1);
+    REQUIRE(f.wait_probe());
+    f.prober->answer(HealthResult::deadline_exceeded);
+    CHECK(f.sup->status().consecutive_health_failures == 2);
+    REQUIRE(f.wait_probe());
+    f.prober->answer(HealthResult::serving);
+    CHECK(f.sup->state() == ChildState::running);
+    CHECK(f.sup->status().consecutive_health_failures == 0);
+
+    // Three in a row: killed (SIGKILL), then restarted through back-off.
+    for (auto r :
+         {HealthResult::unknown, HealthResult::service_unknown, HealthResult::deadline_exceeded}) {
+        REQUIRE(f.wait_probe());
+        f.prober->answer(r);
+    }
+    REQUIRE(f.run_until([&] { return f.sup->child_pid() != pid && f.sup->child_pid() != 0; }));
+    auto st = f.sup->status();
+    REQUIRE(st.last_exit.has_value());
+    CHECK(st.last_exit->kind == ExitStatus::Kind::signaled);
+    CHECK(st.last_exit->value == SIGKILL);
+    CHECK(f.sup->restart_count() == 1);
+    CHECK(f.sup->state() == ChildState::starting);
+    CHECK_FALSE(f.fatal.has_value());
+}
+
+TEST_CASE("supervisor: a probe answer for an earlier child is ignored", "[unit][supervisor]") {
+    Fixture f;
+    f.sup->start_initial();
+    REQUIRE(f.wait_probe());
+    f.prober->answer(HealthResult::serving);
+    REQUIRE(f.sup->state() == ChildState::running);
+    const pid_t first = f.sup->child_pid();
+
+    // A probe is in flight when the child dies.
+    REQUIRE(f.wait_probe());
+    ::kill(first, SIGKILL);
+    REQUIRE(f.run_until(
+        [&] { return f.sup->state() == ChildState::starting && f.sup->child_pid() != first; }));
+    // The stale probe answers SERVING: the new child must stay starting.
+    f.prober->answer(HealthResult::serving);
+    CHECK(f.sup->state() == ChildState::starting);
+    // Its own probe decides.
+    REQUIRE(f.wait_probe());
+    f.prober->answer(HealthResult::serving);
+    CHECK(f.sup->state() == ChildState::running);
+}
+
+TEST_CASE("supervisor: first start never healthy before startup_timeout is fatal 69",
+          "[unit][supervisor]") {
+    Fixture f;
+    f.sup.reset();
+    f.config.health.startup_timeout = 300ms;
+    auto p = std::make_unique<FakeProber>();
+    f.prober = p.get();
+    f.sup = std::make_unique<Supervisor>(f.io, f.reaper, f.config, std::move(p));
+    std::string reason;
+    f.sup->set_fatal_handler([&](int code, const std::string& r) {
+        f.fatal = code;
+        reason = r;
+    });
+    f.sup->start_initial();
+    // Every probe is refused.
+    REQUIRE(f.run_until([&] {
+        while (!f.prober->pending.empty())
+            f.prober->answer(HealthResult::connection_refused);
+        return f.fatal.has_value();
+    }));
+    CHECK(*f.fatal == 69);
+    CHECK(reason.find("not healthy within startup_timeout 300ms") != std::string::npos);
+    CHECK(reason.find("connection refused") != std::string::npos);
+}
