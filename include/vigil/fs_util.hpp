@@ -10,8 +10,8 @@
 namespace vigil {
 
 // Creates `path` (and missing parents, mode 0755) with `mode` for the last component. An
-// existing directory is given `mode` if it has another; parents may be symlinks, `path`
-// itself may not, and a non-directory is an error.
+// existing directory is left as it is (it may be the operator's); parents may be
+// symlinks, `path` itself may not, and a non-directory is an error.
 Status ensure_dir(const std::string& path, mode_t mode);
 
 // Writes `content` to `dir/name`: a temp file in `dir` (O_EXCL|O_NOFOLLOW, `mode`), fsync,

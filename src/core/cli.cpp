@@ -99,7 +99,9 @@ std::variant<Flags, FlagsError> parse_flags(int argc, const char* const* argv) {
     f.check_config = vm.count("check-config") > 0;
     f.version = vm.count("version") > 0;
     f.help = vm.count("help") > 0;
-    if (split < argc)
+    // "--" with nothing after it changes nothing (a wrapper passing "-- $@" with no args
+    // must not wipe [child] args).
+    if (split + 1 < argc)
         f.child_args = std::vector<std::string>(argv + split + 1, argv + argc);
     if (f.log_level && !parse_log_level(*f.log_level))
         return FlagsError{fmt::format("--log-level: unknown level '{}' (trace, debug, info, "

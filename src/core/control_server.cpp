@@ -47,8 +47,9 @@ constexpr int kMinSignal = 1;
 constexpr int kMaxSignal = 64;
 constexpr int kMinOomScore = -1000;
 constexpr int kMaxOomScore = 1000;
-// google.protobuf.Duration's own limit (10000 years), so the conversion cannot overflow.
-constexpr std::int64_t kMaxDurationSeconds = 315'576'000'000;
+// The longest stop timeout a Stop may ask for: a day is beyond any graceful stop, and far
+// inside what the loop's timers can represent.
+constexpr std::int64_t kMaxDurationSeconds = 24 * 3600;
 constexpr std::int32_t kNanosPerSecond = 1'000'000'000;
 
 constexpr const char* kShuttingDown = "vigild is shutting down";
@@ -77,6 +78,19 @@ grpc::Status to_grpc(const CommandOutcome& o) {
     return {grpc::StatusCode::INTERNAL, "unknown command outcome"};
 }
 
+// True when something accepts connections on the unix socket at `path`.
+bool socket_is_live(const std::string& path) {
+    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd.valid())
+        return false;
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    if (path.size() >= sizeof addr.sun_path)
+        return false;
+    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+    return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+}
+
 // Request validation: pure, so it runs on the gRPC thread and a bad request never
 // reaches the loop.
 
@@ -87,7 +101,7 @@ Result<std::optional<Duration>> stop_timeout_from(const v1::StopRequest& req) {
     if (d.seconds() < 0 || d.nanos() < 0)
         return make_error("stop timeout must not be negative");
     if (d.seconds() > kMaxDurationSeconds || d.nanos() >= kNanosPerSecond)
-        return make_error("stop timeout is out of range");
+        return make_error("stop timeout is out of range (at most 24h)");
     using namespace std::chrono;
     return std::optional<Duration>(
         duration_cast<Duration>(seconds(d.seconds()) + nanoseconds(d.nanos())));
@@ -820,13 +834,20 @@ Status ControlServer::start() {
         gid = *g;
     }
 
-    // A socket left by a dead vigild: the caller holds the state-dir lock, so it is stale.
+    // A socket left by a dead vigild: the caller holds the state-dir lock, so a socket in
+    // the state dir is stale. One outside it might be another vigild's (two configs naming
+    // the same path): a socket that still accepts connections is never removed.
     struct stat st {};
     if (::lstat(path.c_str(), &st) == 0) {
         if (!S_ISSOCK(st.st_mode))
             return make_error(EEXIST, fmt::format("control socket path {} exists and is not a "
                                                   "socket (remove it or choose another path)",
                                                   path));
+        if (socket_is_live(path))
+            return make_error(EADDRINUSE,
+                              fmt::format("control socket {} is served by another process "
+                                          "(another vigild with the same control_socket?)",
+                                          path));
         if (::unlink(path.c_str()) != 0 && errno != ENOENT)
             return make_error(errno, fmt::format("failed to remove stale control socket {}", path));
     } else if (errno != ENOENT) {

@@ -234,10 +234,7 @@ private:
         auto st = stub_->Reload(&ctx, v1::ReloadRequest(), &reply);
         if (!st.ok())
             return failed(st);
-        std::string human = reply.message();
-        if (reply.child_restarted())
-            human += human.empty() ? "child restarted" : " (child restarted)";
-        print(reply, human);
+        print(reply, reply.message());
         return kExitOk;
     }
 

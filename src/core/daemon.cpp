@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include <csignal>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace vigil {
@@ -23,6 +24,10 @@ int Daemon::run() {
                    st.error().message());
         return kExitCantCreate;
     }
+    if (struct stat st; ::stat(state_dir.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
+        log::warn("state dir {} has mode {:04o}: others can read vigild's records and the "
+                  "child's config (chmod 0700 {})",
+                  state_dir, st.st_mode & 07777, state_dir);
     auto lock = lock_.acquire(state_dir);
     switch (lock.outcome) {
     case StateDirLock::Outcome::acquired:
@@ -98,6 +103,10 @@ void Daemon::on_signal(int sig) {
         begin_shutdown(true);
         return;
     case SIGHUP:
+        if (shutting_down_) {
+            log::info("SIGHUP received while shutting down: ignored");
+            return;
+        }
         log::info("SIGHUP received: reloading {}", config_.source);
         (void)do_reload();
         return;
@@ -124,9 +133,15 @@ ReloadOutcome Daemon::do_reload() {
                                                   ? "configuration reloaded; the child restarts"
                                                   : "configuration reloaded");
     }
-    // READY=1 ends the reload for systemd, whatever its outcome.
-    notifier_.ready(
-        fmt::format("{}, pid {}", to_string(supervisor_.state()), supervisor_.child_pid()));
+    // READY=1 ends the reload for systemd, whatever its outcome; before the child was first
+    // healthy vigild is not ready yet, so only the STATUS is refreshed.
+    const std::string status =
+        fmt::format("child {}, pid {}, {} restarts", to_string(supervisor_.state()),
+                    supervisor_.child_pid(), supervisor_.restart_count());
+    if (ready_sent_)
+        notifier_.ready(status);
+    else
+        notifier_.status(status);
     return out;
 }
 

@@ -65,9 +65,8 @@ Status ensure_dir(const std::string& path, mode_t mode) {
                                                  path));
         if (!S_ISDIR(st.st_mode))
             return make_error(ENOTDIR, fmt::format("{} exists and is not a directory", path));
-        if ((st.st_mode & 07777) != mode && ::chmod(path.c_str(), mode) != 0)
-            return make_error(errno, fmt::format("failed to set the mode of {} to {:04o}", path,
-                                                 static_cast<unsigned>(mode)));
+        // An existing directory keeps its mode: it may be the operator's (--root-dir
+        // /var/lib); the caller warns when it is looser than wanted.
         return ok_status();
     }
     if (errno != ENOENT)

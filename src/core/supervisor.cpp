@@ -339,7 +339,8 @@ void Supervisor::begin_health_or_run(const std::string& how) {
         return;
     }
     consecutive_failures_ = 0;
-    prober_->reset(); // one channel per child incarnation
+    last_health_.reset(); // each child's first answer is an event of its own
+    prober_->reset();     // one channel per child incarnation
     probe_delay_ = kFirstProbeDelay;
     const unsigned gen = generation_;
     startup_timer_.expires_after(config_.health.startup_timeout);
@@ -611,7 +612,11 @@ void Supervisor::on_child_exit(const ExitStatus& status) {
 // ---- stopping ------------------------------------------------------------------------
 
 void Supervisor::stop(std::function<void()> done, std::optional<Duration> timeout) {
-    restart_after_stop_ = false; // an explicit stop wins over a pending restart
+    if (restart_after_stop_) { // an explicit stop wins over a pending restart
+        restart_after_stop_ = false;
+        answer_start_replies(
+            CommandOutcome::precondition("a stop request came first: the child stays stopped"));
+    }
     first_start_pending_ = false;
     first_start_timer_.cancel();
     switch (state_) {
@@ -748,7 +753,7 @@ Status Supervisor::apply_oom_score(bool write) {
                 fmt::format("failed to set oom_score_adj {} for child pid {}: {}{}{}", target,
                             child_->pid, st.error().code.message(), hint.empty() ? "" : "; ", hint);
             log::warn("{}", msg);
-            result = Error{st.error().code, msg};
+            result = make_error(msg); // msg already names the cause
         }
     }
     auto actual = read_oom_score(child_->pid);

@@ -295,3 +295,45 @@ TEST_CASE("8 clients x 500 GetStatus while the child restarts; a stuck watcher d
     v.process().signal(SIGTERM);
     REQUIRE(v.process().wait_exit() == 0);
 }
+
+TEST_CASE("a control socket another vigild serves is never taken over", "[e2e][control]") {
+    become_subreaper();
+    TempDir a, b;
+    const std::string shared = a / "shared.sock";
+    auto conf = [&](const TempDir& d) {
+        return "[daemon]\nstate_dir = \"" + d / "state" + "\"\nroot_dir = \"" + d / "root" +
+               "\"\ncontrol_socket = \"" + shared + "\"\n" + fake_child_table({}) +
+               "[health]\nkind = \"none\"\n";
+    };
+    write_file(a / "vigild.toml", conf(a));
+    write_file(b / "vigild.toml", conf(b));
+    Vigild first(a, "");
+    REQUIRE(first.wait_log("-> running"));
+    Vigild second(b, "");
+    REQUIRE(second.process().wait_exit() == 73);
+    CHECK(second.log().find("served by another process") != std::string::npos);
+    // The first one still answers on it.
+    Process ctl({VIGILCTL_PATH, "--socket", shared, "status"}, a / "ctl.out");
+    REQUIRE(ctl.wait_exit() == 0);
+    first.process().signal(SIGTERM);
+    REQUIRE(first.process().wait_exit() == 0);
+}
+
+TEST_CASE("a restart overtaken by a stop is answered, not left hanging", "[e2e][control]") {
+    become_subreaper();
+    TempDir dir;
+    // The child takes 1.5s to stop, so a stop can arrive while the restart is stopping it.
+    Vigild v(dir, child_with_health(dir, {"--term-delay", "1500"}));
+    REQUIRE(v.wait_log("-> running"));
+    Process restart({VIGILCTL_PATH, "--socket", sock_of(dir), "restart"}, dir / "restart.out");
+    REQUIRE(v.wait_log("-> stopping"));
+    auto stop = vigilctl(dir, {"stop"});
+    CHECK(stop.code == 0);
+    auto code = restart.wait_exit(10s);
+    REQUIRE(code.has_value());
+    CHECK(*code == 1);
+    CHECK(restart.output().find("a stop request came first") != std::string::npos);
+    CHECK(vigilctl(dir, {"status"}).out.find("State: stopped") != std::string::npos);
+    v.process().signal(SIGTERM);
+    REQUIRE(v.process().wait_exit() == 0);
+}
