@@ -76,7 +76,4 @@ private:
     int pending_ = 0;
 };
 
-// "unix:///run/x.sock" and "host:port" as gRPC target strings.
-std::string grpc_target(const std::string& address);
-
 } // namespace vigil
