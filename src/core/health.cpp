@@ -46,10 +46,6 @@ std::string HealthOutcome::describe() const {
     return fmt::format("{}: {}", to_string(result), detail);
 }
 
-std::string grpc_target(const std::string& address) {
-    return address;
-}
-
 struct GrpcHealthProber::Call {
     grpc::ClientContext context;
     grpc::health::v1::HealthCheckRequest request;
@@ -77,8 +73,8 @@ void GrpcHealthProber::reset() {
     args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, kReconnectBackoffMaxMs);
     // A fresh channel per child incarnation: never reuse a connection to a dead process.
     args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-    channel_ = grpc::CreateCustomChannel(grpc_target(config_.address),
-                                         grpc::InsecureChannelCredentials(), args);
+    // [health] address is a gRPC target as it is: "unix:///path" or "host:port".
+    channel_ = grpc::CreateCustomChannel(config_.address, grpc::InsecureChannelCredentials(), args);
 }
 
 void GrpcHealthProber::probe(Callback cb) {
