@@ -97,6 +97,8 @@ private:
     void emit(Event e);
     // Counts the start against the start limit (-> failed), then spawns.
     void start_counted(std::string reason);
+    // Counts a start at `now`; false (and state failed) when the limit is hit.
+    bool admit_start(Clock::time_point now, const std::string& reason);
     void enter_starting_fresh(std::string reason);
     void begin_health_or_run(const std::string& how);
     void enter_running(std::string reason);

@@ -194,23 +194,23 @@ private:
         out_.flush();
     }
 
-    int status() {
+    grpc::Status fetch_status(v1::StatusReply& reply) {
         grpc::ClientContext ctx;
         set_quick_deadline(ctx);
+        return stub_->GetStatus(&ctx, v1::GetStatusRequest(), &reply);
+    }
+
+    int status() {
         v1::StatusReply reply;
-        auto st = stub_->GetStatus(&ctx, v1::GetStatusRequest(), &reply);
-        if (!st.ok())
+        if (auto st = fetch_status(reply); !st.ok())
             return failed(st);
         print(reply, format_status(reply, std::chrono::system_clock::now()));
         return kExitOk;
     }
 
     int oom_show() {
-        grpc::ClientContext ctx;
-        set_quick_deadline(ctx);
         v1::StatusReply reply;
-        auto st = stub_->GetStatus(&ctx, v1::GetStatusRequest(), &reply);
-        if (!st.ok())
+        if (auto st = fetch_status(reply); !st.ok())
             return failed(st);
         print(reply.oom(), "oom_score_adj: " + format_oom(reply.oom()));
         return kExitOk;

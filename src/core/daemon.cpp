@@ -10,6 +10,15 @@
 #include <unistd.h>
 
 namespace vigil {
+namespace {
+
+// sd_notify's STATUS= text, the same after a state change and after a reload.
+std::string status_line(ChildState state, pid_t pid, unsigned restarts) {
+    return pid ? fmt::format("child {}, pid {}, {} restarts", to_string(state), pid, restarts)
+               : fmt::format("child {}, {} restarts", to_string(state), restarts);
+}
+
+} // namespace
 
 Daemon::Daemon(Config config, ConfigLoader loader)
     : config_(config), loader_(std::move(loader)), signals_(io_), watchdog_timer_(io_),
@@ -136,8 +145,7 @@ ReloadOutcome Daemon::do_reload() {
     // READY=1 ends the reload for systemd, whatever its outcome; before the child was first
     // healthy vigild is not ready yet, so only the STATUS is refreshed.
     const std::string status =
-        fmt::format("child {}, pid {}, {} restarts", to_string(supervisor_.state()),
-                    supervisor_.child_pid(), supervisor_.restart_count());
+        status_line(supervisor_.state(), supervisor_.child_pid(), supervisor_.restart_count());
     if (ready_sent_)
         notifier_.ready(status);
     else
@@ -146,10 +154,7 @@ ReloadOutcome Daemon::do_reload() {
 }
 
 void Daemon::on_state_change(const StateChange& c) {
-    const std::string status =
-        c.pid
-            ? fmt::format("child {}, pid {}, {} restarts", to_string(c.to), c.pid, c.restart_count)
-            : fmt::format("child {}, {} restarts", to_string(c.to), c.restart_count);
+    const std::string status = status_line(c.to, c.pid, c.restart_count);
     if (c.to == ChildState::running && !ready_sent_) {
         ready_sent_ = true;
         notifier_.ready(status);

@@ -170,13 +170,8 @@ void Supervisor::start_initial() {
 }
 
 void Supervisor::start_counted(std::string reason) {
-    if (!limiter_.try_start(Clock::now(), config_.restart.start_limit_burst,
-                            config_.restart.start_limit_interval)) {
-        enter_failed(fmt::format("{}; start limit hit: more than {} starts within {}", reason,
-                                 config_.restart.start_limit_burst,
-                                 format_duration(config_.restart.start_limit_interval)));
+    if (!admit_start(Clock::now(), reason))
         return;
-    }
     enter_starting_fresh(std::move(reason));
 }
 
@@ -530,13 +525,8 @@ void Supervisor::schedule_restart(const ExitStatus& status, std::string reason) 
     child_.reset();
     // A restart counts against the start limit when it is decided, so a crash loop ends in
     // `failed` without first sitting out the back-off.
-    if (!limiter_.try_start(now, config_.restart.start_limit_burst,
-                            config_.restart.start_limit_interval)) {
-        enter_failed(fmt::format("{}; start limit hit: more than {} starts within {}", reason,
-                                 config_.restart.start_limit_burst,
-                                 format_duration(config_.restart.start_limit_interval)));
+    if (!admit_start(now, reason))
         return;
-    }
     enter_backoff(delay, std::move(reason));
 }
 
@@ -796,6 +786,16 @@ void Supervisor::on_oom_follow_tick() {
 }
 
 // ---- reload and commands -------------------------------------------------------------
+
+bool Supervisor::admit_start(Clock::time_point now, const std::string& reason) {
+    if (limiter_.try_start(now, config_.restart.start_limit_burst,
+                           config_.restart.start_limit_interval))
+        return true;
+    enter_failed(fmt::format("{}; start limit hit: more than {} starts within {}", reason,
+                             config_.restart.start_limit_burst,
+                             format_duration(config_.restart.start_limit_interval)));
+    return false;
+}
 
 namespace {
 
