@@ -31,8 +31,19 @@ struct FlagsError {
 std::variant<Flags, FlagsError> parse_flags(int argc, const char* const* argv);
 std::string vigild_help();
 
+// The dirs a running vigild uses: a reload cannot move them.
+struct DirsInUse {
+    std::string state_dir;
+    std::string root_dir;
+};
+
 // Loads the file (the default path may be missing: defaults alone), applies the flags,
-// validates what the flags set, expands ${state_dir}/${root_dir}.
-std::variant<Config, ConfigError> load_effective_config(const Flags& flags);
+// validates what the flags set, expands ${state_dir}/${root_dir}. With `in_use` (a
+// reload), the dirs stay the ones in use and ${state_dir}/${root_dir} expand to them; if
+// the file asks for other dirs, `dir_change` (when given) says which, for the operator:
+// that change needs a vigild restart.
+std::variant<Config, ConfigError> load_effective_config(const Flags& flags,
+                                                        const DirsInUse* in_use = nullptr,
+                                                        std::string* dir_change = nullptr);
 
 } // namespace vigil

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "vigil/asio.hpp"
+#include "vigil/cli.hpp"
 #include "vigil/config.hpp"
 #include "vigil/control_backend.hpp"
 #include "vigil/fs_util.hpp"
@@ -30,8 +31,10 @@ inline constexpr int kExitConfig = 78;
 
 class Daemon final : public ControlBackend {
 public:
-    // Re-reads the configuration the way main() first read it (file + flags + expansion).
-    using ConfigLoader = std::function<std::variant<Config, ConfigError>()>;
+    // Re-reads the configuration the way main() first read it (file + flags + expansion),
+    // keeping the dirs in use (see load_effective_config).
+    using ConfigLoader = std::function<std::variant<Config, ConfigError>(const DirsInUse& in_use,
+                                                                         std::string& dir_change)>;
 
     Daemon(Config config, ConfigLoader loader);
     ~Daemon() override;

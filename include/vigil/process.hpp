@@ -13,7 +13,9 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <sys/types.h>
+#include <vector>
 
 namespace vigil {
 
@@ -44,13 +46,22 @@ std::optional<std::chrono::system_clock::time_point> process_start_wall_time(std
 // replaced on disk since (shown by the kernel as "PATH (deleted)") still matches.
 std::string identity_mismatch(const ProcessIdentity& recorded, const ProcessIdentity& actual);
 
+// True when /proc/PID/exe's `proc_exe` names `path` (an executable replaced on disk
+// since shows as "PATH (deleted)" and still counts).
+bool same_executable(const std::string& path, const std::string& proc_exe);
+
 Result<UniqueFd> pidfd_open(pid_t pid);
 // Sends `sig` through the pidfd. ESRCH means the process has exited (maybe not reaped).
 Status pidfd_send_signal(int pidfd, int sig);
 // True when the process behind the pidfd has exited (the pidfd polls readable).
 bool pidfd_exited(int pidfd);
 
-// /proc/PID/environ as NAME=VALUE strings.
+// /proc/PID/environ: NAME=VALUE strings, each ended by a NUL.
 Result<std::string> read_environ(pid_t pid);
+// True when /proc/PID/environ holds `entry` (NAME=VALUE) as one whole string.
+bool environ_has(pid_t pid, std::string_view entry);
+// The live processes whose environment holds `entry`, oldest first (by start time). A
+// snapshot of /proc: the caller proves each pid before it trusts it.
+std::vector<pid_t> find_processes_with_env(std::string_view entry);
 
 } // namespace vigil

@@ -1,6 +1,8 @@
 // When to restart the child and how long to wait first: pure functions, no clocks read.
 #pragma once
 
+#include <csignal>
+
 #include "vigil/config.hpp"
 
 #include <chrono>
@@ -18,6 +20,8 @@ struct ExitStatus {
     int value = 0; // exit code or signal number
 
     static ExitStatus from_wait_status(int status);
+    // From waitid(2)'s si_code/si_status.
+    static ExitStatus from_siginfo(const siginfo_t& info);
     bool success() const { return kind == Kind::exited && value == 0; }
 };
 // "exit code 3", "signal SIGKILL", "unknown status (adopted child)".

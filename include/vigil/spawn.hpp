@@ -38,9 +38,12 @@ struct SpawnedChild {
 
 // Finds `name` on PATH (or takes it as a path if it has a '/'). nullopt if not found.
 std::optional<std::string> find_executable(const std::string& name);
+// find_executable, then realpath: the path /proc/PID/exe shows once it runs.
+std::optional<std::string> resolve_binary(const std::string& name);
 
-// The environment for the child: vigild's own minus NOTIFY_SOCKET, LISTEN_* and
-// WATCHDOG_* (they describe vigild's relation to systemd, not the child's), plus `extra`.
+// The environment for the child: vigild's own minus NOTIFY_SOCKET, LISTEN_*, WATCHDOG_*
+// (they describe vigild's relation to systemd, not the child's) and VIGIL_SPAWN_TOKEN
+// (vigild's own, if a vigild started it), plus `extra`. The caller adds the spawn token.
 std::vector<std::string> child_environment(const std::map<std::string, std::string>& extra);
 
 // Spawns the child. On an exec failure the child has already been reaped and the error

@@ -19,6 +19,7 @@
 #include "vigil/process.hpp"
 #include "vigil/reaper.hpp"
 #include "vigil/restart_policy.hpp"
+#include "vigil/state_record.hpp"
 #include "vigil/unique_fd.hpp"
 
 #include <chrono>
@@ -117,7 +118,12 @@ private:
 
     bool adopt(std::string& why_not);
     Status write_child_config();
-    void watch_adopted_exit();
+    // Watches the child's pidfd: the exit notice of an adopted child, and a safety net
+    // beside SIGCHLD for a spawned one.
+    void watch_exit();
+    // Records the token of the next spawn (child.next) unless the record on disk already
+    // names it and the configured executable.
+    Status prepare_next_spawn();
     // Reads the target (vigild's own score for inherit), writes it if `write`, logs the
     // actual score read back. Returns the write's failure, if any.
     Status apply_oom_score(bool write);
@@ -133,6 +139,9 @@ private:
     asio::io_context& io_;
     Reaper& reaper_;
     Config config_;
+    std::string instance_; // the state dir's canonical path: what records name
+    NextSpawn next_;       // the token the next spawned child carries
+    bool next_written_ = false;
     std::unique_ptr<HealthProber> prober_;
     OutputCapture output_;
     StateObserver observer_;

@@ -118,7 +118,8 @@ std::variant<Flags, FlagsError> parse_flags(int argc, const char* const* argv) {
     return f;
 }
 
-std::variant<Config, ConfigError> load_effective_config(const Flags& flags) {
+std::variant<Config, ConfigError> load_effective_config(const Flags& flags, const DirsInUse* in_use,
+                                                        std::string* dir_change) {
     Config config;
     const std::string path = flags.config_path.value_or(kDefaultConfigPath);
     struct stat st;
@@ -148,6 +149,19 @@ std::variant<Config, ConfigError> load_effective_config(const Flags& flags) {
         config.health.kind = HealthKind::none;
     if (flags.child_args)
         config.child.args = *flags.child_args;
+    if (in_use) {
+        std::string change;
+        if (config.daemon.state_dir != in_use->state_dir)
+            change += fmt::format("state_dir {} (in use: {})", config.daemon.state_dir,
+                                  in_use->state_dir);
+        if (config.daemon.root_dir != in_use->root_dir)
+            change += fmt::format("{}root_dir {} (in use: {})", change.empty() ? "" : ", ",
+                                  config.daemon.root_dir, in_use->root_dir);
+        if (dir_change)
+            *dir_change = change;
+        config.daemon.state_dir = in_use->state_dir;
+        config.daemon.root_dir = in_use->root_dir;
+    }
     expand_config(config);
     return config;
 }

@@ -33,9 +33,14 @@ int Daemon::run() {
                    st.error().message());
         return kExitCantCreate;
     }
-    if (struct stat st; ::stat(state_dir.c_str(), &st) == 0 && (st.st_mode & 077) != 0)
-        log::warn("state dir {} has mode {:04o}: others can read vigild's records and the "
-                  "child's config (chmod 0700 {})",
+    // Trust: vigild believes only what it could have written itself (DESIGN).
+    if (auto st = check_private_dir(state_dir); !st) {
+        log::error("refusing the state dir: {}", st.error().message());
+        return kExitCantCreate;
+    }
+    if (struct stat st; ::stat(state_dir.c_str(), &st) == 0 && (st.st_mode & 044) != 0)
+        log::warn("state dir {} has mode {:04o}: others can read the child's records (chmod "
+                  "0700 {})",
                   state_dir, st.st_mode & 07777, state_dir);
     auto lock = lock_.acquire(state_dir);
     switch (lock.outcome) {
@@ -126,7 +131,8 @@ void Daemon::on_signal(int sig) {
 
 ReloadOutcome Daemon::do_reload() {
     notifier_.reloading();
-    auto loaded = loader_();
+    std::string dir_change;
+    auto loaded = loader_(DirsInUse{config_.daemon.state_dir, config_.daemon.root_dir}, dir_change);
     ReloadOutcome out;
     if (auto* err = std::get_if<ConfigError>(&loaded)) {
         log::error("reload failed, keeping the running configuration: {}", err->message);
@@ -138,9 +144,15 @@ ReloadOutcome Daemon::do_reload() {
         log::set_level(next.daemon.log_level);
         out.child_restarted = supervisor_.reload(next);
         config_ = supervisor_.config();
-        out.outcome = CommandOutcome::success(out.child_restarted
-                                                  ? "configuration reloaded; the child restarts"
-                                                  : "configuration reloaded");
+        std::string msg = out.child_restarted ? "configuration reloaded; the child restarts"
+                                              : "configuration reloaded";
+        if (!dir_change.empty()) {
+            log::warn("reload: the configuration asks for {}: that change needs a vigild "
+                      "restart; ${{state_dir}} and ${{root_dir}} stay the dirs in use",
+                      dir_change);
+            msg += "; not applied: " + dir_change + " (needs a vigild restart)";
+        }
+        out.outcome = CommandOutcome::success(msg);
     }
     // READY=1 ends the reload for systemd, whatever its outcome; before the child was first
     // healthy vigild is not ready yet, so only the STATUS is refreshed.

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <climits>
+#include <cstdlib>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -66,18 +68,42 @@ Status ensure_dir(const std::string& path, mode_t mode) {
         if (!S_ISDIR(st.st_mode))
             return make_error(ENOTDIR, fmt::format("{} exists and is not a directory", path));
         // An existing directory keeps its mode: it may be the operator's (--root-dir
-        // /var/lib); the caller warns when it is looser than wanted.
+        // /var/lib); the caller checks whether it can be trusted.
         return ok_status();
     }
     if (errno != ENOENT)
         return make_error(errno, "failed to stat " + path);
     if (auto parent = ensure_parent_dirs(path); !parent)
         return parent;
-    if (::mkdir(path.c_str(), mode) != 0 && errno != EEXIST)
+    // mkdir applies the umask, so the mode is set afterwards; through a descriptor of the
+    // directory itself (O_NOFOLLOW), never by path, so nothing swapped in between (a
+    // symlink) gets the mode instead.
+    if (::mkdir(path.c_str(), 0700) != 0 && errno != EEXIST)
         return make_error(errno, "failed to create directory " + path);
-    // mkdir applies the umask; the state dir must be exactly `mode`.
-    if (::chmod(path.c_str(), mode) != 0)
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid())
+        return make_error(errno, "failed to open directory " + path);
+    if (::fchmod(fd.get(), mode) != 0)
         return make_error(errno, "failed to set the mode of " + path);
+    return ok_status();
+}
+
+Status check_private_dir(const std::string& path) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (!fd.valid())
+        return make_error(errno, "failed to open directory " + path);
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0)
+        return make_error(errno, "failed to stat " + path);
+    if (st.st_uid != ::geteuid())
+        return make_error(fmt::format("{} is owned by uid {}, not by vigild's uid {}: another "
+                                      "user could forge vigild's records there (chown {} {}, or "
+                                      "pass another --state-dir)",
+                                      path, st.st_uid, ::geteuid(), ::geteuid(), path));
+    if ((st.st_mode & 022) != 0)
+        return make_error(fmt::format("{} has mode {:04o}: group or others can write vigild's "
+                                      "records there (chmod 0700 {})",
+                                      path, st.st_mode & 07777, path));
     return ok_status();
 }
 
@@ -118,14 +144,13 @@ Status atomic_write_file(const std::string& dir, const std::string& name,
     return ok_status();
 }
 
-Result<std::string> read_file_nofollow(const std::string& path) {
-    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
-    if (!fd.valid())
-        return make_error(errno, "failed to open " + path);
+namespace {
+
+Result<std::string> read_bounded(int fd, const std::string& path, size_t max_bytes) {
     std::string out;
     char buf[4096];
     for (;;) {
-        ssize_t n = ::read(fd.get(), buf, sizeof buf);
+        ssize_t n = ::read(fd, buf, sizeof buf);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -133,9 +158,52 @@ Result<std::string> read_file_nofollow(const std::string& path) {
         }
         if (n == 0)
             break;
+        if (out.size() + static_cast<size_t>(n) > max_bytes)
+            return make_error(EFBIG, fmt::format("{} is larger than {} bytes", path, max_bytes));
         out.append(buf, static_cast<size_t>(n));
     }
     return out;
+}
+
+} // namespace
+
+Result<std::string> read_file_nofollow(const std::string& path, size_t max_bytes) {
+    // O_NONBLOCK: a FIFO put where a file is expected must not block the open.
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (!fd.valid())
+        return make_error(errno, "failed to open " + path);
+    return read_bounded(fd.get(), path, max_bytes);
+}
+
+Result<std::string> read_trusted_file(const std::string& path, size_t max_bytes) {
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (!fd.valid())
+        return make_error(errno, "failed to open " + path);
+    struct stat st;
+    if (::fstat(fd.get(), &st) != 0)
+        return make_error(errno, "failed to stat " + path);
+    if (!S_ISREG(st.st_mode))
+        return make_error(EPERM, fmt::format("{} is not a regular file", path));
+    if (st.st_uid != ::geteuid())
+        return make_error(EPERM, fmt::format("{} is owned by uid {}, not by vigild's uid {}", path,
+                                             st.st_uid, ::geteuid()));
+    if ((st.st_mode & 022) != 0)
+        return make_error(EPERM, fmt::format("{} has mode {:04o}: group or others can write it",
+                                             path, st.st_mode & 07777));
+    if (st.st_nlink != 1)
+        return make_error(EPERM, fmt::format("{} has {} hard links: it may be another file's "
+                                             "(another instance's record)",
+                                             path, st.st_nlink));
+    if (static_cast<size_t>(st.st_size) > max_bytes)
+        return make_error(EFBIG, fmt::format("{} is larger than {} bytes", path, max_bytes));
+    return read_bounded(fd.get(), path, max_bytes);
+}
+
+std::string canonical_path(const std::string& path) {
+    char buf[PATH_MAX];
+    if (::realpath(path.c_str(), buf) == nullptr)
+        return path;
+    return buf;
 }
 
 Status remove_file(const std::string& path) {

@@ -1,6 +1,7 @@
 #include "vigil/oom.hpp"
 
 #include "vigil/fs_util.hpp"
+#include "vigil/process.hpp"
 
 #include <fmt/format.h>
 
@@ -17,13 +18,28 @@ std::string oom_path(pid_t pid) {
                     : fmt::format("/proc/{}/oom_score_adj", pid);
 }
 
+// The open file names the pidfd's process only if that process is still alive after the
+// open: a live process's pid cannot have been reused.
+Status check_still_alive(pid_t pid, int pidfd) {
+    if (pidfd >= 0 && pidfd_exited(pidfd))
+        return make_error(ESRCH, fmt::format("pid {} has exited", pid));
+    return ok_status();
+}
+
 } // namespace
 
-Result<int> read_oom_score(pid_t pid) {
-    auto text = read_file_nofollow(oom_path(pid));
-    if (!text)
-        return text.error();
-    std::string s = *text;
+Result<int> read_oom_score(pid_t pid, int pidfd) {
+    const std::string path = oom_path(pid);
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd.valid())
+        return make_error(errno, "failed to open " + path);
+    if (auto alive = check_still_alive(pid, pidfd); !alive)
+        return alive.error();
+    char buf[32];
+    ssize_t n = ::read(fd.get(), buf, sizeof buf - 1);
+    if (n < 0)
+        return make_error(errno, "failed to read " + path);
+    std::string s(buf, static_cast<size_t>(n));
     while (!s.empty() && (s.back() == '\n' || s.back() == ' '))
         s.pop_back();
     int v = 0;
@@ -33,11 +49,13 @@ Result<int> read_oom_score(pid_t pid) {
     return v;
 }
 
-Status write_oom_score(pid_t pid, int score) {
+Status write_oom_score(pid_t pid, int score, int pidfd) {
     const std::string path = oom_path(pid);
     UniqueFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
     if (!fd.valid())
         return make_error(errno, "failed to open " + path);
+    if (auto alive = check_still_alive(pid, pidfd); !alive)
+        return alive;
     const std::string text = std::to_string(score);
     if (::write(fd.get(), text.data(), text.size()) < 0)
         return make_error(errno, fmt::format("failed to set oom_score_adj {} in {}", score, path));

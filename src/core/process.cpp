@@ -4,6 +4,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <charconv>
+#include <filesystem>
+
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -12,6 +16,12 @@
 #include <unistd.h>
 
 namespace vigil {
+namespace {
+
+// /proc/PID/environ is at most what execve accepted (ARG_MAX-bound, a few MiB).
+constexpr size_t kMaxEnvironBytes = 8u << 20;
+
+} // namespace
 
 Result<std::string> read_boot_id() {
     auto r = read_file_nofollow("/proc/sys/kernel/random/boot_id");
@@ -105,14 +115,18 @@ std::string identity_mismatch(const ProcessIdentity& recorded, const ProcessIden
     if (recorded.start_time != actual.start_time)
         return fmt::format("pid {} was reused: it started at tick {}, the recorded child at {}",
                            actual.pid, actual.start_time, recorded.start_time);
-    static constexpr std::string_view deleted = " (deleted)";
-    std::string exe = actual.exe;
-    if (exe.size() > deleted.size() && exe.ends_with(deleted))
-        exe.resize(exe.size() - deleted.size());
-    if (recorded.exe != exe)
+    if (!same_executable(recorded.exe, actual.exe))
         return fmt::format("pid {} runs {}, not the recorded {}", actual.pid, actual.exe,
                            recorded.exe);
     return {};
+}
+
+bool same_executable(const std::string& path, const std::string& proc_exe) {
+    static constexpr std::string_view deleted = " (deleted)";
+    std::string_view exe = proc_exe;
+    if (exe.size() > deleted.size() && exe.ends_with(deleted))
+        exe.remove_suffix(deleted.size());
+    return exe == path;
 }
 
 Result<UniqueFd> pidfd_open(pid_t pid) {
@@ -141,7 +155,44 @@ bool pidfd_exited(int pidfd) {
 }
 
 Result<std::string> read_environ(pid_t pid) {
-    return read_file_nofollow(fmt::format("/proc/{}/environ", pid));
+    return read_file_nofollow(fmt::format("/proc/{}/environ", pid), kMaxEnvironBytes);
+}
+
+bool environ_has(pid_t pid, std::string_view entry) {
+    auto env = read_environ(pid);
+    if (!env)
+        return false;
+    std::string_view all(*env);
+    for (size_t pos = 0; pos < all.size();) {
+        size_t end = all.find('\0', pos);
+        if (end == std::string_view::npos)
+            end = all.size();
+        if (all.substr(pos, end - pos) == entry)
+            return true;
+        pos = end + 1;
+    }
+    return false;
+}
+
+std::vector<pid_t> find_processes_with_env(std::string_view entry) {
+    std::vector<std::pair<std::uint64_t, pid_t>> found;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+        const std::string name = e.path().filename().string();
+        pid_t pid = 0;
+        auto [p, perr] = std::from_chars(name.data(), name.data() + name.size(), pid);
+        if (perr != std::errc() || p != name.data() + name.size() || pid <= 0)
+            continue;
+        if (!environ_has(pid, entry))
+            continue;
+        if (auto start = read_start_time(pid))
+            found.emplace_back(*start, pid);
+    }
+    std::sort(found.begin(), found.end());
+    std::vector<pid_t> out;
+    for (const auto& [start, pid] : found)
+        out.push_back(pid);
+    return out;
 }
 
 } // namespace vigil

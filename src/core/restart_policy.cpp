@@ -14,6 +14,18 @@ ExitStatus ExitStatus::from_wait_status(int status) {
     return {};
 }
 
+ExitStatus ExitStatus::from_siginfo(const siginfo_t& info) {
+    switch (info.si_code) {
+    case CLD_EXITED:
+        return {Kind::exited, info.si_status};
+    case CLD_KILLED:
+    case CLD_DUMPED:
+        return {Kind::signaled, info.si_status};
+    default:
+        return {};
+    }
+}
+
 std::string describe(const ExitStatus& s) {
     switch (s.kind) {
     case ExitStatus::Kind::exited:

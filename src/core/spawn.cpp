@@ -2,14 +2,19 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <charconv>
+#include <climits>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
+#include <filesystem>
 #include <linux/close_range.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -20,6 +25,8 @@ namespace vigil {
 namespace {
 
 constexpr size_t kChildStackSize = 256 * 1024;
+// The same name as state_record.hpp's kSpawnTokenEnv (spawn does not depend on records).
+constexpr std::string_view kSpawnTokenEnvName = "VIGIL_SPAWN_TOKEN";
 constexpr int kKernelSigsetSize = 8; // _NSIG / 8 on Linux
 constexpr int kMaxSignal = 64;
 
@@ -39,6 +46,7 @@ struct ChildArgs {
     int report_fd;
     int stdout_fd;
     int stderr_fd;
+    int max_fd; // for kernels without close_range: the highest fd to mark close-on-exec
 };
 
 struct KernelSigaction {
@@ -86,12 +94,46 @@ __attribute__((no_sanitize("address", "undefined"))) int child_main(void* p) {
         syscall(SYS_exit_group, 127);
     }
     // Every fd above 2 closes at exec (the report pipe too, which is how the parent learns
-    // that exec succeeded).
-    syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+    // that exec succeeded). Kernels before 5.11 have no CLOSE_RANGE_CLOEXEC (before 5.9 no
+    // close_range at all): then each fd up to the highest the parent saw is marked one by
+    // one, so no fd of vigild's leaks into the child either way.
+    if (syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC) != 0) {
+        for (int fd = 3; fd <= a->max_fd; ++fd)
+            syscall(SYS_fcntl, fd, F_SETFD, FD_CLOEXEC);
+    }
     syscall(SYS_execve, a->path, a->argv, a->envp);
     report(a->report_fd, Stage::exec, errno);
     syscall(SYS_exit_group, 127);
     return 127;
+}
+
+// The highest fd open in vigild now, plus a margin for fds other threads open between this
+// look and the clone (only used where close_range is missing).
+int highest_fd_bound() {
+    constexpr int kMargin = 256;
+    int highest = 2;
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd", ec)) {
+        const std::string name = e.path().filename().string();
+        int fd = 0;
+        auto [p, perr] = std::from_chars(name.data(), name.data() + name.size(), fd);
+        if (perr == std::errc() && fd > highest)
+            highest = fd;
+    }
+    if (ec) {
+        struct rlimit rl;
+        if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+            return static_cast<int>(std::min<rlim_t>(rl.rlim_cur, 1 << 20));
+        return 1 << 20;
+    }
+    return highest + kMargin;
+}
+
+// Whether this kernel has close_range with CLOSE_RANGE_CLOEXEC (Linux 5.11+). An empty
+// range far above any open fd changes nothing when it works.
+bool have_close_range_cloexec() {
+    static const bool have = ::syscall(SYS_close_range, ~0U - 1, ~0U, CLOSE_RANGE_CLOEXEC) == 0;
+    return have;
 }
 
 std::vector<char*> c_strings(const std::vector<std::string>& v) {
@@ -126,13 +168,24 @@ std::optional<std::string> find_executable(const std::string& name) {
     return std::nullopt;
 }
 
+std::optional<std::string> resolve_binary(const std::string& name) {
+    auto path = find_executable(name);
+    if (!path)
+        return std::nullopt;
+    char buf[PATH_MAX];
+    if (::realpath(path->c_str(), buf) == nullptr)
+        return path;
+    return std::string(buf);
+}
+
 std::vector<std::string> child_environment(const std::map<std::string, std::string>& extra) {
     std::vector<std::string> env;
     for (char** e = environ; e && *e; ++e) {
         std::string_view kv(*e);
         auto name = kv.substr(0, kv.find('='));
         if (name == "NOTIFY_SOCKET" || name.starts_with("LISTEN_") ||
-            name.starts_with("WATCHDOG_") || extra.count(std::string(name)))
+            name.starts_with("WATCHDOG_") || name == kSpawnTokenEnvName ||
+            extra.count(std::string(name)))
             continue;
         env.emplace_back(kv);
     }
@@ -170,7 +223,8 @@ Result<SpawnedChild> spawn_child(const SpawnSpec& spec) {
                    oom.size(),
                    report_w.get(),
                    spec.stdout_fd,
-                   spec.stderr_fd};
+                   spec.stderr_fd,
+                   have_close_range_cloexec() ? 0 : highest_fd_bound()};
 
     // No signal handler may run in the child while it shares our memory.
     sigset_t all, old;

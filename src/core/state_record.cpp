@@ -1,19 +1,16 @@
 #include "vigil/state_record.hpp"
 
 #include "vigil/fs_util.hpp"
+#include "vigil/log.hpp"
 
 #include <fmt/format.h>
 
+#include <cerrno>
 #include <charconv>
-#include <sstream>
+#include <map>
+#include <sys/random.h>
 
 namespace vigil {
-
-std::string format_state_record(const ProcessIdentity& id) {
-    return fmt::format("pid={}\nstart_time={}\nboot_id={}\nexe={}\n", id.pid, id.start_time,
-                       id.boot_id, id.exe);
-}
-
 namespace {
 
 template <typename T> bool parse_number(const std::string& s, T& out) {
@@ -21,15 +18,19 @@ template <typename T> bool parse_number(const std::string& s, T& out) {
     return ec == std::errc() && p == s.data() + s.size() && !s.empty();
 }
 
-} // namespace
-
-Result<ProcessIdentity> parse_state_record(const std::string& text) {
-    ProcessIdentity id;
-    bool has_pid = false, has_start = false, has_boot = false, has_exe = false;
-    std::istringstream in(text);
-    std::string line;
+// "key=value" lines into a map; every key must be one of `keys`, at most once. Values may
+// not be empty (no field of a record is optional).
+Result<std::map<std::string, std::string>> parse_lines(const std::string& text,
+                                                       std::initializer_list<const char*> keys) {
+    std::map<std::string, std::string> out;
+    size_t pos = 0;
     int lineno = 0;
-    while (std::getline(in, line)) {
+    while (pos < text.size()) {
+        size_t nl = text.find('\n', pos);
+        if (nl == std::string::npos)
+            nl = text.size();
+        const std::string line = text.substr(pos, nl - pos);
+        pos = nl + 1;
         ++lineno;
         if (line.empty())
             continue;
@@ -37,34 +38,96 @@ Result<ProcessIdentity> parse_state_record(const std::string& text) {
         if (eq == std::string::npos)
             return make_error(fmt::format("line {}: expected key=value", lineno));
         std::string key = line.substr(0, eq), value = line.substr(eq + 1);
-        if (key == "pid") {
-            if (!parse_number(value, id.pid) || id.pid <= 0)
-                return make_error(fmt::format("line {}: bad pid '{}'", lineno, value));
-            has_pid = true;
-        } else if (key == "start_time") {
-            if (!parse_number(value, id.start_time))
-                return make_error(fmt::format("line {}: bad start_time '{}'", lineno, value));
-            has_start = true;
-        } else if (key == "boot_id") {
-            id.boot_id = value;
-            has_boot = !value.empty();
-        } else if (key == "exe") {
-            id.exe = value;
-            has_exe = !value.empty();
-        } else {
-            return make_error(fmt::format("line {}: unknown key '{}'", lineno, key));
-        }
+        bool known = false;
+        for (const char* k : keys)
+            known = known || key == k;
+        if (!known)
+            return make_error(fmt::format("line {}: unknown key '{}'", lineno,
+                                          key.size() > 40 ? key.substr(0, 40) + "..." : key));
+        if (out.count(key))
+            return make_error(fmt::format("line {}: '{}' given twice", lineno, key));
+        if (value.empty())
+            return make_error(fmt::format("line {}: empty {}", lineno, key));
+        out.emplace(std::move(key), std::move(value));
     }
-    if (!has_pid || !has_start || !has_boot || !has_exe)
-        return make_error("incomplete record (needs pid, start_time, boot_id and exe)");
-    return id;
+    std::string missing;
+    for (const char* k : keys)
+        if (!out.count(k))
+            missing += missing.empty() ? k : std::string(", ") + k;
+    if (!missing.empty())
+        return make_error("incomplete record (missing " + missing + ")");
+    return out;
 }
 
-Status write_child_records(const std::string& state_dir, const ProcessIdentity& id) {
-    if (auto st = atomic_write_file(state_dir, kStateRecordName, format_state_record(id), 0600);
-        !st)
+bool is_token(const std::string& s) {
+    return s.size() == 32 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+} // namespace
+
+std::string format_state_record(const ChildRecord& r) {
+    return fmt::format("instance={}\npid={}\nstart_time={}\nboot_id={}\nexe={}\ntoken={}\n",
+                       r.instance, r.identity.pid, r.identity.start_time, r.identity.boot_id,
+                       r.identity.exe, r.token.empty() ? "none" : r.token);
+}
+
+Result<ChildRecord> parse_state_record(const std::string& text) {
+    auto kv = parse_lines(text, {"instance", "pid", "start_time", "boot_id", "exe", "token"});
+    if (!kv)
+        return kv.error();
+    auto& m = *kv;
+    ChildRecord r;
+    r.instance = m["instance"];
+    if (!parse_number(m["pid"], r.identity.pid) || r.identity.pid <= 0)
+        return make_error(fmt::format("bad pid '{}'", m["pid"].substr(0, 40)));
+    if (!parse_number(m["start_time"], r.identity.start_time))
+        return make_error(fmt::format("bad start_time '{}'", m["start_time"].substr(0, 40)));
+    r.identity.boot_id = m["boot_id"];
+    r.identity.exe = m["exe"];
+    if (m["token"] != "none") {
+        if (!is_token(m["token"]))
+            return make_error("bad token (32 hex digits or none)");
+        r.token = m["token"];
+    }
+    return r;
+}
+
+std::string format_next_spawn(const NextSpawn& n) {
+    return fmt::format("instance={}\nboot_id={}\ntoken={}\nbinary={}\n", n.instance, n.boot_id,
+                       n.token, n.binary);
+}
+
+Result<NextSpawn> parse_next_spawn(const std::string& text) {
+    auto kv = parse_lines(text, {"instance", "boot_id", "token", "binary"});
+    if (!kv)
+        return kv.error();
+    auto& m = *kv;
+    if (!is_token(m["token"]))
+        return make_error("bad token (32 hex digits)");
+    return NextSpawn{m["instance"], m["boot_id"], m["token"], m["binary"]};
+}
+
+std::string new_spawn_token() {
+    unsigned char raw[16];
+    size_t got = 0;
+    while (got < sizeof raw) {
+        ssize_t n = ::getrandom(raw + got, sizeof raw - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break; // cannot happen on Linux >= 3.17 once the pool is initialised
+        got += static_cast<size_t>(n);
+    }
+    std::string out;
+    for (unsigned char c : raw)
+        out += fmt::format("{:02x}", c);
+    return out;
+}
+
+Status write_child_records(const std::string& state_dir, const ChildRecord& r) {
+    if (auto st = atomic_write_file(state_dir, kStateRecordName, format_state_record(r), 0600); !st)
         return st;
-    return atomic_write_file(state_dir, kPidFileName, fmt::format("{}\n", id.pid), 0644);
+    return atomic_write_file(state_dir, kPidFileName, fmt::format("{}\n", r.identity.pid), 0644);
 }
 
 void remove_child_records(const std::string& state_dir) {
@@ -72,14 +135,56 @@ void remove_child_records(const std::string& state_dir) {
     (void)remove_file(state_dir + "/" + kStateRecordName);
 }
 
-std::optional<AdoptableChild> find_adoptable_child(const std::string& state_dir,
-                                                   std::string& why_not) {
-    const std::string path = state_dir + "/" + kStateRecordName;
-    auto text = read_file_nofollow(path);
+Status write_next_spawn(const std::string& state_dir, const NextSpawn& n) {
+    return atomic_write_file(state_dir, kNextSpawnName, format_next_spawn(n), 0600);
+}
+
+std::optional<NextSpawn> read_next_spawn(const std::string& state_dir, const std::string& instance,
+                                         std::string& why_not) {
+    const std::string path = state_dir + "/" + kNextSpawnName;
+    auto text = read_trusted_file(path, kMaxRecordBytes);
     if (!text) {
-        why_not = text.error().code == std::errc::no_such_file_or_directory
-                      ? "no child record in " + state_dir
-                      : text.error().message();
+        if (text.error().code == std::errc::no_such_file_or_directory) {
+            why_not = "no next-spawn record";
+        } else {
+            why_not = "ignoring " + text.error().message();
+            log::warn("{}", why_not);
+        }
+        return std::nullopt;
+    }
+    auto next = parse_next_spawn(*text);
+    if (!next) {
+        why_not = fmt::format("garbled next-spawn record {}: {}", path, next.error().message());
+        return std::nullopt;
+    }
+    if (next->instance != instance) {
+        why_not = fmt::format("next-spawn record {} belongs to instance {}, not {}", path,
+                              next->instance, instance);
+        log::warn("ignoring {}", why_not);
+        return std::nullopt;
+    }
+    auto boot = read_boot_id();
+    if (!boot || *boot != next->boot_id) {
+        why_not = "the next-spawn record is from another boot";
+        return std::nullopt;
+    }
+    return *next;
+}
+
+namespace {
+
+// Step 1 of find_adoptable_child: the child record.
+std::optional<AdoptableChild> adopt_by_record(const std::string& state_dir,
+                                              const std::string& instance, std::string& why_not) {
+    const std::string path = state_dir + "/" + kStateRecordName;
+    auto text = read_trusted_file(path, kMaxRecordBytes);
+    if (!text) {
+        if (text.error().code == std::errc::no_such_file_or_directory) {
+            why_not = "no child record in " + state_dir;
+        } else {
+            why_not = "ignoring " + text.error().message();
+            log::warn("{} (vigild believes only records it could have written itself)", why_not);
+        }
         return std::nullopt;
     }
     auto recorded = parse_state_record(*text);
@@ -87,21 +192,69 @@ std::optional<AdoptableChild> find_adoptable_child(const std::string& state_dir,
         why_not = fmt::format("garbled child record {}: {}", path, recorded.error().message());
         return std::nullopt;
     }
-    auto pidfd = pidfd_open(recorded->pid);
+    if (recorded->instance != instance) {
+        why_not = fmt::format("child record {} belongs to instance {}, not {}", path,
+                              recorded->instance, instance);
+        log::warn("ignoring {}: a copied record must not lead to another vigild's child", why_not);
+        return std::nullopt;
+    }
+    const pid_t pid = recorded->identity.pid;
+    auto pidfd = pidfd_open(pid);
     if (!pidfd) {
-        why_not = fmt::format("recorded child pid {} is gone", recorded->pid);
+        why_not = fmt::format("recorded child pid {} is gone", pid);
         return std::nullopt;
     }
-    auto actual = read_identity(recorded->pid);
+    auto actual = read_identity(pid);
     if (!actual || pidfd_exited(pidfd->get())) {
-        why_not = fmt::format("recorded child pid {} has exited", recorded->pid);
+        why_not = fmt::format("recorded child pid {} has exited", pid);
         return std::nullopt;
     }
-    if (auto mismatch = identity_mismatch(*recorded, *actual); !mismatch.empty()) {
+    if (auto mismatch = identity_mismatch(recorded->identity, *actual); !mismatch.empty()) {
         why_not = mismatch;
         return std::nullopt;
     }
-    return AdoptableChild{*recorded, std::move(*pidfd)};
+    return AdoptableChild{*recorded, std::move(*pidfd), false};
+}
+
+// Step 2: a live process carrying the next spawn's token.
+std::optional<AdoptableChild> adopt_by_token(const std::string& state_dir,
+                                             const std::string& instance, std::string& why_not) {
+    auto next = read_next_spawn(state_dir, instance, why_not);
+    if (!next)
+        return std::nullopt;
+    const std::string entry = fmt::format("{}={}", kSpawnTokenEnv, next->token);
+    for (pid_t pid : find_processes_with_env(entry)) {
+        auto pidfd = pidfd_open(pid);
+        if (!pidfd)
+            continue;
+        auto actual = read_identity(pid);
+        // Read after the pidfd was opened and checked alive after: the environment and
+        // identity belong to the process the pidfd names.
+        if (!actual || !environ_has(pid, entry) || pidfd_exited(pidfd->get()))
+            continue;
+        ProcessIdentity expected = *actual;
+        expected.exe = next->binary;
+        if (!identity_mismatch(expected, *actual).empty())
+            continue; // e.g. a helper the child exec'd, which inherited the token
+        return AdoptableChild{ChildRecord{instance, *actual, next->token}, std::move(*pidfd), true};
+    }
+    why_not = "no process carries the next spawn's token";
+    return std::nullopt;
+}
+
+} // namespace
+
+std::optional<AdoptableChild> find_adoptable_child(const std::string& state_dir,
+                                                   const std::string& instance,
+                                                   std::string& why_not) {
+    std::string by_record;
+    if (auto found = adopt_by_record(state_dir, instance, by_record))
+        return found;
+    std::string by_token;
+    if (auto found = adopt_by_token(state_dir, instance, by_token))
+        return found;
+    why_not = by_record + "; " + by_token;
+    return std::nullopt;
 }
 
 } // namespace vigil

@@ -11,7 +11,9 @@
 #include <algorithm>
 #include <csignal>
 #include <cstring>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 namespace vigil {
@@ -74,6 +76,11 @@ std::string_view to_string(ChildState s) {
 }
 
 struct Supervisor::Child {
+    Child() {
+        static std::uint64_t next_serial = 0;
+        serial = ++next_serial;
+    }
+    std::uint64_t serial; // tells this child from a later one, even with the same pid
     pid_t pid = 0;
     UniqueFd pidfd;
     bool adopted = false;
@@ -83,7 +90,10 @@ struct Supervisor::Child {
     bool healthy = false; // reached running at least once
     Clock::time_point healthy_since{};
     std::string kill_reason; // vigild killed it (hung, startup timeout): why
-    // Adopted children only: readable when the process exits.
+    std::string token;       // the spawn token in its environment ("" if unknown)
+    std::string differs;     // adopted: how it differs from the configuration ("" = not)
+    // Readable when the process exits: the only exit notice for an adopted child, and a
+    // second one beside SIGCHLD for a spawned child.
     std::optional<asio::posix::stream_descriptor> exit_watch;
 };
 
@@ -133,7 +143,6 @@ void Supervisor::set_state(ChildState next, std::string reason) {
         next != ChildState::unhealthy) {
         probe_timer_.cancel();
         awaited_probe_ = 0; // a reply still in flight is stale
-        dump_timer_.cancel();
     }
     if (next == ChildState::failed || next == ChildState::backoff)
         log::warn("state {} -> {} ({})", to_string(prev), to_string(next), reason);
@@ -154,6 +163,7 @@ void Supervisor::set_state(ChildState next, std::string reason) {
 
 void Supervisor::start_initial() {
     first_start_pending_ = true;
+    instance_ = canonical_path(config_.daemon.state_dir);
     if (health_enabled()) {
         first_start_timer_.expires_after(config_.health.startup_timeout);
         first_start_timer_.async_wait([this](const boost::system::error_code& ec) {
@@ -166,6 +176,16 @@ void Supervisor::start_initial() {
         return;
     log::info("not adopting a child: {}", why_not);
     remove_child_records(config_.daemon.state_dir);
+    // No live process carries the recorded next-spawn token (adopt() looked), so it may be
+    // used for this spawn; a missing or unusable record gets a new token.
+    std::string ignored;
+    if (auto next = read_next_spawn(config_.daemon.state_dir, instance_, ignored)) {
+        next_ = *next;
+    } else {
+        auto boot = read_boot_id();
+        next_ = NextSpawn{instance_, boot ? *boot : std::string(), new_spawn_token(), ""};
+    }
+    (void)prepare_next_spawn();
     start_counted("vigild started");
 }
 
@@ -176,41 +196,90 @@ void Supervisor::start_counted(std::string reason) {
 }
 
 bool Supervisor::adopt(std::string& why_not) {
-    auto found = find_adoptable_child(config_.daemon.state_dir, why_not);
+    auto found = find_adoptable_child(config_.daemon.state_dir, instance_, why_not);
     if (!found)
         return false;
+    const ProcessIdentity& id = found->record.identity;
     child_ = std::make_unique<Child>();
-    child_->pid = found->identity.pid;
+    child_->pid = id.pid;
     child_->pidfd = std::move(found->pidfd);
     child_->adopted = true;
-    child_->identity = found->identity;
+    child_->identity = id;
+    child_->token = found->record.token;
     child_->started = Clock::now();
-    child_->started_wall = process_start_wall_time(found->identity.start_time).value_or(wall_now());
-    watch_adopted_exit();
+    child_->started_wall = process_start_wall_time(id.start_time).value_or(wall_now());
+    watch_exit();
+    // Written again: found by its token, the child has no record yet (vigild was killed
+    // between the spawn and the record); found by its record, the pid file may be missing
+    // (killed between the two writes).
+    if (auto st = write_child_records(config_.daemon.state_dir, found->record); !st)
+        log::error("failed to record adopted child pid {}: {}", id.pid, st.error().message());
+    // The next spawn must carry a token no live process has.
+    next_ = NextSpawn{instance_, id.boot_id, new_spawn_token(), ""};
+    (void)prepare_next_spawn();
+    std::string runs = id.exe;
+    if (auto configured = resolve_binary(config_.child.binary);
+        configured && !same_executable(*configured, id.exe)) {
+        child_->differs =
+            fmt::format("it runs {}, not the configured {}: restart to apply", id.exe, *configured);
+        log::warn("adopted child pid {} {}", id.pid, child_->differs);
+    }
     set_state(ChildState::starting,
-              fmt::format("adopted pid {} ({}), proven by start time {} and boot id", child_->pid,
-                          child_->identity.exe, child_->identity.start_time));
+              fmt::format("adopted pid {} ({}), proven by {}{}", child_->pid, id.exe,
+                          found->by_token ? "the spawn token in its environment"
+                                          : fmt::format("start time {} and boot id", id.start_time),
+                          child_->differs.empty() ? "" : "; " + child_->differs));
     (void)apply_oom_score(true);
     start_oom_follow();
     begin_health_or_run("adopted child is alive");
     return true;
 }
 
-void Supervisor::watch_adopted_exit() {
+void Supervisor::watch_exit() {
     // The stream_descriptor owns a duplicate, so child_->pidfd stays usable for signals.
-    int fd = ::dup(child_->pidfd.get());
+    int fd = ::fcntl(child_->pidfd.get(), F_DUPFD_CLOEXEC, 0);
     if (fd < 0) {
-        log::error("failed to watch adopted pid {}: dup: {}", child_->pid, strerror(errno));
+        log::error("failed to watch child pid {}: dup: {}", child_->pid, strerror(errno));
         return;
     }
     child_->exit_watch.emplace(io_, fd);
     const pid_t pid = child_->pid;
-    child_->exit_watch->async_wait(asio::posix::stream_descriptor::wait_read,
-                                   [this, pid](const boost::system::error_code& ec) {
-                                       if (ec || !child_ || child_->pid != pid)
-                                           return;
-                                       on_child_exit(ExitStatus{});
-                                   });
+    child_->exit_watch->async_wait(
+        asio::posix::stream_descriptor::wait_read,
+        [this, pid](const boost::system::error_code& ec) {
+            if (ec || !child_ || child_->pid != pid)
+                return;
+            if (child_->adopted) {
+                on_child_exit(ExitStatus{});
+                return;
+            }
+            // A spawned child: SIGCHLD and the pidfd race; whichever handler runs first
+            // reaps it. This path alone still works when SIGCHLD never comes.
+            siginfo_t info{};
+            if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(child_->pidfd.get()),
+                         &info, WEXITED | WNOHANG) != 0 ||
+                info.si_pid != pid) {
+                return; // reaped elsewhere: the reaper's handler runs
+            }
+            reaper_.forget(pid);
+            log::debug("reaped child pid {} through its pidfd", pid);
+            on_child_exit(ExitStatus::from_siginfo(info));
+        });
+}
+
+Status Supervisor::prepare_next_spawn() {
+    auto binary = resolve_binary(config_.child.binary);
+    const std::string resolved = binary ? *binary : config_.child.binary;
+    if (next_written_ && next_.binary == resolved)
+        return ok_status();
+    next_.binary = resolved;
+    auto st = write_next_spawn(config_.daemon.state_dir, next_);
+    next_written_ = st.ok();
+    if (!st)
+        log::error("failed to write the next-spawn record (a vigild killed during the next "
+                   "restart could start a second child): {}",
+                   st.error().message());
+    return st;
 }
 
 Status Supervisor::write_child_config() {
@@ -266,10 +335,14 @@ void Supervisor::enter_starting_fresh(std::string reason) {
         fail_start("failed to write the child's config file: " + st.error().message());
         return;
     }
+    // Normally a no-op: the record naming this spawn's token was written after the last
+    // spawn (or at a reload that changed the binary), off the restart's path.
+    (void)prepare_next_spawn();
     SpawnSpec spec;
     spec.binary = config_.child.binary;
     spec.argv = child_argv();
     spec.env = child_environment(config_.child.env);
+    spec.env.push_back(fmt::format("{}={}", kSpawnTokenEnv, next_.token));
     spec.new_session = config_.child.new_session;
     if (!config_.child.oom_score_adj.inherit)
         spec.oom_score = config_.child.oom_score_adj.value;
@@ -295,6 +368,7 @@ void Supervisor::enter_starting_fresh(std::string reason) {
     child_ = std::make_unique<Child>();
     child_->pid = spawned->pid;
     child_->pidfd = std::move(spawned->pidfd);
+    child_->token = next_.token;
     child_->started = Clock::now();
     child_->started_wall = wall_now();
     const pid_t pid = child_->pid;
@@ -304,15 +378,28 @@ void Supervisor::enter_starting_fresh(std::string reason) {
         if (child_ && child_->pid == pid)
             on_child_exit(ExitStatus::from_wait_status(status));
     });
+    watch_exit();
 
     if (auto id = read_identity(pid)) {
         child_->identity = *id;
-        if (auto st = write_child_records(config_.daemon.state_dir, *id); !st)
-            log::error("failed to record child pid {} (it cannot be adopted after a vigild "
-                       "restart): {}",
+        if (auto st = write_child_records(config_.daemon.state_dir,
+                                          ChildRecord{instance_, *id, child_->token});
+            !st)
+            log::error("failed to record child pid {} (a new vigild finds it by its spawn "
+                       "token instead): {}",
                        pid, st.error().message());
     } else {
         log::warn("child pid {} vanished right after exec: {}", pid, id.error().message());
+    }
+    // The token the next spawn carries, recorded now, long before that spawn. If it cannot
+    // be recorded, the next spawn carries the recorded one (this child's): only one live
+    // process at a time carries it with the configured executable.
+    const std::string recorded = next_.token;
+    next_.token = new_spawn_token();
+    next_written_ = false;
+    if (!prepare_next_spawn()) {
+        next_.token = recorded;
+        next_written_ = true;
     }
     set_state(ChildState::starting,
               fmt::format("{}: spawned pid {} ({})", reason, pid, spawned->exe));
@@ -489,11 +576,13 @@ void Supervisor::kill_for(std::string reason) {
         log::warn("child pid {}: {}; sending {} and SIGKILL {} later", child_->pid, reason,
                   signal_name(*dump), format_duration(config_.health.dump_wait));
         signal_child(*dump, "dump before kill");
-        const unsigned gen = generation_;
-        const pid_t pid = child_->pid;
+        // The SIGKILL belongs to this child, not to the state: a reload or a state change
+        // during dump_wait must not cancel it (only the child's exit, or vigild's detach,
+        // does).
+        const std::uint64_t serial = child_->serial;
         dump_timer_.expires_after(config_.health.dump_wait);
-        dump_timer_.async_wait([this, gen, pid](const boost::system::error_code& ec) {
-            if (ec || gen != generation_ || child_pid() != pid)
+        dump_timer_.async_wait([this, serial](const boost::system::error_code& ec) {
+            if (ec || !child_ || child_->serial != serial)
                 return;
             signal_child(SIGKILL, "kill after dump");
         });
@@ -737,7 +826,7 @@ Status Supervisor::apply_oom_score(bool write) {
     last_applied_oom_ = target;
     Status result = ok_status();
     if (write) {
-        if (auto st = write_oom_score(child_->pid, target); !st) {
+        if (auto st = write_oom_score(child_->pid, target, child_->pidfd.get()); !st) {
             const std::string hint = oom_failure_hint(st.error().code.value());
             const std::string msg =
                 fmt::format("failed to set oom_score_adj {} for child pid {}: {}{}{}", target,
@@ -746,7 +835,7 @@ Status Supervisor::apply_oom_score(bool write) {
             result = make_error(msg); // msg already names the cause
         }
     }
-    auto actual = read_oom_score(child_->pid);
+    auto actual = read_oom_score(child_->pid, child_->pidfd.get());
     if (actual) {
         log::info("oom_score_adj of child pid {}: configured {}, actual {}", child_->pid,
                   conf.inherit ? fmt::format("inherit ({})", target) : std::to_string(target),
@@ -866,7 +955,13 @@ bool Supervisor::reload(const Config& next_in) {
             (void)apply_oom_score(true);
             start_oom_follow();
         }
-        if (probe_changed) {
+        if (probe_changed && child_ && !child_->kill_reason.empty()) {
+            // vigild is killing this child (dump_wait, or the SIGKILL is on its way): the
+            // kill goes on, and the new health settings apply to the next child.
+            log::info("reload: child pid {} is being killed ({}); the new health settings "
+                      "apply to the next child",
+                      child_->pid, child_->kill_reason);
+        } else if (probe_changed) {
             // Health settings changed: probe the (same) child afresh, or stop probing.
             awaited_probe_ = 0;
             ++probe_timer_gen_;
@@ -995,7 +1090,7 @@ CommandOutcome Supervisor::set_oom_score_command(OomScore score) {
         (void)apply_oom_score(true);
         return CommandOutcome::precondition(st.error().message());
     }
-    auto actual = read_oom_score(child_->pid);
+    auto actual = read_oom_score(child_->pid, child_->pidfd.get());
     return CommandOutcome::success(fmt::format("oom_score_adj of pid {} is now {}", child_->pid,
                                                actual ? std::to_string(*actual) : "unknown"));
 }
@@ -1009,7 +1104,7 @@ StatusSnapshot Supervisor::status() const {
         s.pid = child_->pid;
         s.adopted = child_->adopted;
         s.started_at = child_->started_wall;
-        if (auto a = read_oom_score(child_->pid))
+        if (auto a = read_oom_score(child_->pid, child_->pidfd.get()))
             s.oom_actual = *a;
     }
     s.restart_count = restart_count_;
@@ -1022,6 +1117,8 @@ StatusSnapshot Supervisor::status() const {
         s.last_health_result = last_health_->describe();
     s.oom_configured = config_.child.oom_score_adj;
     s.child_binary = config_.child.binary;
+    if (child_ && !child_->differs.empty())
+        s.child_binary = child_->identity.exe + " (" + child_->differs + ")";
     s.child_args = child_argv();
     s.vigild_version = VIGIL_VERSION;
     s.vigild_pid = ::getpid();

@@ -1,6 +1,7 @@
 // vigild: parse flags, load the config, run the daemon. Everything else is in vigil_core.
 #include "vigil/cli.hpp"
 #include "vigil/daemon.hpp"
+#include "vigil/inherited.hpp"
 #include "vigil/log.hpp"
 
 #include <cstdio>
@@ -8,6 +9,7 @@
 
 int main(int argc, char** argv) {
     using namespace vigil;
+    reset_inherited_signals();
     auto parsed = parse_flags(argc, argv);
     if (auto* err = std::get_if<FlagsError>(&parsed)) {
         std::cerr << "vigild: " << err->message << "\nTry 'vigild --help'.\n";
@@ -34,7 +36,9 @@ int main(int argc, char** argv) {
     }
     log::init(config.daemon.log_level);
     try {
-        Daemon daemon(std::move(config), [flags] { return load_effective_config(flags); });
+        Daemon daemon(std::move(config), [flags](const DirsInUse& in_use, std::string& change) {
+            return load_effective_config(flags, &in_use, &change);
+        });
         return daemon.run();
     } catch (const std::exception& e) {
         log::error("fatal: {}", e.what());

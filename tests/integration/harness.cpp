@@ -140,7 +140,7 @@ TempDir::~TempDir() {
 
 Process::Process(const std::vector<std::string>& argv, const std::string& output_path,
                  const std::map<std::string, std::string>& env_overrides,
-                 const std::vector<std::string>& env_removed)
+                 const std::vector<std::string>& env_removed, const std::function<void()>& pre_exec)
     : output_path_(output_path) {
     std::vector<std::string> env;
     for (char** e = environ; *e; ++e) {
@@ -172,6 +172,8 @@ Process::Process(const std::vector<std::string>& argv, const std::string& output
         ::dup2(out, 2);
         int devnull = ::open("/dev/null", O_RDONLY);
         ::dup2(devnull, 0);
+        if (pre_exec)
+            pre_exec();
         ::execve(cargv[0], cargv.data(), cenv.data());
         ::_exit(127);
     }
@@ -240,14 +242,15 @@ std::string fake_child_table(const std::vector<std::string>& child_args,
 
 Vigild::Vigild(const TempDir& dir, const std::string& config_body,
                std::vector<std::string> extra_args, const std::map<std::string, std::string>& env,
-               const std::string& log_name)
+               const std::string& log_name, const std::function<void()>& pre_exec)
     : state_dir_(dir / "state") {
     const std::string conf = dir / "vigild.toml";
     if (!file_exists(conf))
         write_file(conf, daemon_table(dir) + config_body);
     std::vector<std::string> argv{VIGILD_PATH, "--config", conf};
     argv.insert(argv.end(), extra_args.begin(), extra_args.end());
-    proc_ = std::make_unique<Process>(argv, dir / log_name, env);
+    proc_ =
+        std::make_unique<Process>(argv, dir / log_name, env, std::vector<std::string>{}, pre_exec);
 }
 
 std::optional<pid_t> Vigild::wait_child_pid(Ms deadline) const {

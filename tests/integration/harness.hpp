@@ -54,9 +54,12 @@ private:
 // A process started by the test, stdout+stderr into a file.
 class Process {
 public:
+    // `pre_exec` runs in the forked child just before execve: raw system calls only (the
+    // test process may have threads).
     Process(const std::vector<std::string>& argv, const std::string& output_path,
             const std::map<std::string, std::string>& env_overrides = {},
-            const std::vector<std::string>& env_removed = {});
+            const std::vector<std::string>& env_removed = {},
+            const std::function<void()>& pre_exec = {});
     ~Process(); // SIGKILLs and reaps the process if still running
     Process(const Process&) = delete;
     Process& operator=(const Process&) = delete;
@@ -84,7 +87,8 @@ public:
     explicit Vigild(const TempDir& dir, const std::string& config_body,
                     std::vector<std::string> extra_args = {},
                     const std::map<std::string, std::string>& env = {},
-                    const std::string& log_name = "vigild.log");
+                    const std::string& log_name = "vigild.log",
+                    const std::function<void()>& pre_exec = {});
 
     Process& process() { return *proc_; }
     std::string state_dir() const { return state_dir_; }

@@ -244,9 +244,9 @@ TEST_CASE("a record pointing at an unrelated process is not adopted and that pro
     SECTION("same pid, start time and boot, different executable") {
         ::mkdir((dir / "state").c_str(), 0700);
         write_file(dir / "state/child.pid", pid + "\n");
-        write_file(dir / "state/child.state", "pid=" + pid + "\nstart_time=" + start_time +
-                                                  "\nboot_id=" + boot +
-                                                  "\nexe=" FAKE_CHILD_PATH "\n");
+        write_file(dir / "state/child.state",
+                   "instance=" + dir / "state" + "\npid=" + pid + "\nstart_time=" + start_time +
+                       "\nboot_id=" + boot + "\nexe=" FAKE_CHILD_PATH "\ntoken=none\n");
         Vigild v(dir, fake_child_table({"--stamp-file", stamp_args(dir)}) + kNoHealth);
         REQUIRE(v.wait_log("-> running"));
         REQUIRE(wait_until([&] { return read_stamps(stamp_args(dir)).size() == 1; }));
@@ -259,8 +259,9 @@ TEST_CASE("a record pointing at an unrelated process is not adopted and that pro
     }
     SECTION("same pid, other start time (a reused pid)") {
         ::mkdir((dir / "state").c_str(), 0700);
-        write_file(dir / "state/child.state",
-                   "pid=" + pid + "\nstart_time=1\nboot_id=" + boot + "\nexe=/usr/bin/sleep\n");
+        write_file(dir / "state/child.state", "instance=" + dir / "state" + "\npid=" + pid +
+                                                  "\nstart_time=1\nboot_id=" + boot +
+                                                  "\nexe=/usr/bin/sleep\ntoken=none\n");
         Vigild v(dir, fake_child_table({"--stamp-file", stamp_args(dir)}) + kNoHealth);
         REQUIRE(v.wait_log("-> running"));
         REQUIRE(wait_until([&] { return read_stamps(stamp_args(dir)).size() == 1; }));
@@ -289,8 +290,9 @@ TEST_CASE("a dead recorded pid is not adopted", "[e2e]") {
     std::string boot = read_file("/proc/sys/kernel/random/boot_id");
     boot.pop_back();
     // pid_max is at most 4194304: this pid cannot exist.
-    write_file(dir / "state/child.state",
-               "pid=4194305\nstart_time=5\nboot_id=" + boot + "\nexe=" FAKE_CHILD_PATH "\n");
+    write_file(dir / "state/child.state", "instance=" + dir / "state" +
+                                              "\npid=4194305\nstart_time=5\nboot_id=" + boot +
+                                              "\nexe=" FAKE_CHILD_PATH "\ntoken=none\n");
     Vigild v(dir, fake_child_table({"--stamp-file", stamp_args(dir)}) + kNoHealth);
     REQUIRE(v.wait_log("-> running"));
     CHECK(v.log().find("recorded child pid 4194305 is gone") != std::string::npos);

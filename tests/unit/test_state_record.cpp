@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 using namespace vigil;
@@ -25,24 +26,35 @@ struct TmpDir {
 } // namespace
 
 TEST_CASE("state record round-trips and rejects garbage", "[unit]") {
-    ProcessIdentity id{1234, 987654321, "0f4c-boot", "/usr/bin/containerd"};
-    auto text = format_state_record(id);
-    CHECK(text == "pid=1234\nstart_time=987654321\nboot_id=0f4c-boot\nexe=/usr/bin/containerd\n");
+    const std::string token(32, 'a');
+    ChildRecord rec{"/run/vigil", {1234, 987654321, "0f4c-boot", "/usr/bin/containerd"}, token};
+    auto text = format_state_record(rec);
+    CHECK(text == "instance=/run/vigil\npid=1234\nstart_time=987654321\nboot_id=0f4c-boot\n"
+                  "exe=/usr/bin/containerd\ntoken=" +
+                      token + "\n");
     auto back = parse_state_record(text);
     REQUIRE(back.ok());
-    CHECK(*back == id);
+    CHECK(*back == rec);
+    rec.token.clear(); // an adopted child whose token is unknown
+    REQUIRE(parse_state_record(format_state_record(rec)).ok());
+    CHECK(*parse_state_record(format_state_record(rec)) == rec);
 
+    const std::string ok_tail = "boot_id=x\nexe=/x\ntoken=none\n";
     struct Row {
-        const char* text;
+        std::string text;
         const char* error;
     };
     const Row bad[] = {
-        {"", "incomplete record"},
-        {"pid=12\nstart_time=3\nboot_id=x\n", "incomplete record"},
-        {"pid=abc\nstart_time=3\nboot_id=x\nexe=/x\n", "line 1: bad pid 'abc'"},
-        {"pid=-5\nstart_time=3\nboot_id=x\nexe=/x\n", "bad pid"},
-        {"pid=5\nstart_time=3x\nboot_id=x\nexe=/x\n", "line 2: bad start_time"},
-        {"pid=5\nstart_time=3\nboot_id=x\nexe=/x\ncolour=blue\n", "unknown key 'colour'"},
+        {"", "incomplete record (missing instance, pid"},
+        {"instance=/s\npid=12\nstart_time=3\nboot_id=x\ntoken=none\n", "missing exe"},
+        {"pid=12\nstart_time=3\n" + ok_tail, "missing instance"}, // a v0.1 record
+        {"instance=/s\npid=abc\nstart_time=3\n" + ok_tail, "bad pid 'abc'"},
+        {"instance=/s\npid=-5\nstart_time=3\n" + ok_tail, "bad pid"},
+        {"instance=/s\npid=5\nstart_time=3x\n" + ok_tail, "bad start_time"},
+        {"instance=/s\npid=5\nstart_time=3\n" + ok_tail + "colour=blue\n", "unknown key 'colour'"},
+        {"instance=/s\npid=5\npid=6\nstart_time=3\n" + ok_tail, "'pid' given twice"},
+        {"instance=\npid=5\nstart_time=3\n" + ok_tail, "empty instance"},
+        {"instance=/s\npid=5\nstart_time=3\nboot_id=x\nexe=/x\ntoken=abc\n", "bad token"},
         {"garbage\n", "expected key=value"},
     };
     for (const auto& r : bad) {
@@ -51,6 +63,18 @@ TEST_CASE("state record round-trips and rejects garbage", "[unit]") {
         REQUIRE_FALSE(p.ok());
         CHECK(p.error().message().find(r.error) != std::string::npos);
     }
+}
+
+TEST_CASE("next-spawn record round-trips; tokens are 128 random bits", "[unit]") {
+    NextSpawn n{"/run/vigil", "boot", new_spawn_token(), "/usr/bin/containerd"};
+    CHECK(n.token.size() == 32);
+    CHECK(n.token.find_first_not_of("0123456789abcdef") == std::string::npos);
+    CHECK(new_spawn_token() != n.token);
+    auto back = parse_next_spawn(format_next_spawn(n));
+    REQUIRE(back.ok());
+    CHECK(*back == n);
+    CHECK_FALSE(parse_next_spawn("instance=/s\nboot_id=b\ntoken=xyz\nbinary=/b\n").ok());
+    CHECK_FALSE(parse_next_spawn("instance=/s\nboot_id=b\nbinary=/b\n").ok());
 }
 
 TEST_CASE("identity_mismatch tells a reused pid from the same process", "[unit]") {
@@ -79,26 +103,110 @@ TEST_CASE("read_identity describes this process and find_adoptable_child proves 
     CHECK(me->exe == std::filesystem::read_symlink("/proc/self/exe").string());
 
     TmpDir dir;
+    const std::string inst = dir.path;
     std::string why;
-    CHECK_FALSE(find_adoptable_child(dir.path, why));
+    CHECK_FALSE(find_adoptable_child(dir.path, inst, why));
     CHECK(why.find("no child record") != std::string::npos);
+    CHECK(why.find("no next-spawn record") != std::string::npos);
 
-    REQUIRE(write_child_records(dir.path, *me).ok());
+    REQUIRE(write_child_records(dir.path, ChildRecord{inst, *me, ""}).ok());
     CHECK(std::filesystem::exists(dir.path + "/child.pid"));
-    auto found = find_adoptable_child(dir.path, why);
+    auto found = find_adoptable_child(dir.path, inst, why);
     REQUIRE(found);
-    CHECK(found->identity == *me);
+    CHECK(found->record.identity == *me);
+    CHECK_FALSE(found->by_token);
     CHECK(found->pidfd.valid());
 
-    auto wrong = *me;
-    wrong.start_time += 1;
-    REQUIRE(write_child_records(dir.path, wrong).ok());
-    CHECK_FALSE(find_adoptable_child(dir.path, why));
-    CHECK(why.find("was reused") != std::string::npos);
-
+    SECTION("another instance's record is not ours") {
+        CHECK_FALSE(find_adoptable_child(dir.path, "/run/vigil-other", why));
+        CHECK(why.find("belongs to instance") != std::string::npos);
+    }
+    SECTION("a reused pid") {
+        auto wrong = *me;
+        wrong.start_time += 1;
+        REQUIRE(write_child_records(dir.path, ChildRecord{inst, wrong, ""}).ok());
+        CHECK_FALSE(find_adoptable_child(dir.path, inst, why));
+        CHECK(why.find("was reused") != std::string::npos);
+    }
+    SECTION("a record vigild could not have written is never believed") {
+        const std::string rec = dir.path + "/child.state";
+        SECTION("writable by others") {
+            REQUIRE(::chmod(rec.c_str(), 0666) == 0);
+            CHECK_FALSE(find_adoptable_child(dir.path, inst, why));
+            CHECK(why.find("mode 0666") != std::string::npos);
+        }
+        SECTION("owned by another uid") {
+            REQUIRE(::chown(rec.c_str(), 65534, 65534) == 0);
+            CHECK_FALSE(find_adoptable_child(dir.path, inst, why));
+            CHECK(why.find("owned by uid 65534") != std::string::npos);
+        }
+        SECTION("hard-linked (another instance's file)") {
+            REQUIRE(::link(rec.c_str(), (dir.path + "/elsewhere").c_str()) == 0);
+            CHECK_FALSE(find_adoptable_child(dir.path, inst, why));
+            CHECK(why.find("2 hard links") != std::string::npos);
+        }
+        SECTION("a FIFO does not block and is refused") {
+            std::filesystem::remove(rec);
+            REQUIRE(::mkfifo(rec.c_str(), 0600) == 0);
+            CHECK_FALSE(find_adoptable_child(dir.path, inst, why));
+            CHECK(why.find("not a regular file") != std::string::npos);
+        }
+        SECTION("a character device is refused, not read without bound") {
+            std::filesystem::remove(rec);
+            REQUIRE(::mknod(rec.c_str(), S_IFCHR | 0600, ::makedev(1, 5)) == 0); // /dev/zero
+            CHECK_FALSE(find_adoptable_child(dir.path, inst, why));
+            CHECK(why.find("not a regular file") != std::string::npos);
+        }
+        SECTION("a huge file is refused") {
+            std::filesystem::resize_file(rec, kMaxRecordBytes + 1);
+            CHECK_FALSE(find_adoptable_child(dir.path, inst, why));
+            CHECK(why.find("larger than") != std::string::npos);
+        }
+    }
+    SECTION("the next-spawn token finds a process whose record was never written") {
+        remove_child_records(dir.path);
+        // This test process plays the child: give it a token in its environment.
+        const std::string token = new_spawn_token();
+        REQUIRE(write_next_spawn(dir.path, NextSpawn{inst, me->boot_id, token, me->exe}).ok());
+        CHECK_FALSE(find_adoptable_child(dir.path, inst, why)); // nobody carries it yet
+        CHECK(why.find("no process carries") != std::string::npos);
+    }
     remove_child_records(dir.path);
     CHECK_FALSE(std::filesystem::exists(dir.path + "/child.pid"));
     CHECK_FALSE(std::filesystem::exists(dir.path + "/child.state"));
+}
+
+TEST_CASE("read_file_nofollow is bounded and never blocks on a FIFO", "[unit]") {
+    TmpDir dir;
+    const std::string fifo = dir.path + "/fifo";
+    REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+    auto r = read_file_nofollow(fifo); // O_NONBLOCK: no writer, returns at once
+    CHECK(r.ok());
+    auto zero = read_file_nofollow("/dev/zero", 4096);
+    REQUIRE_FALSE(zero.ok());
+    CHECK(zero.error().message().find("larger than 4096 bytes") != std::string::npos);
+}
+
+TEST_CASE("check_private_dir: owned by vigild and closed to writes by others", "[unit]") {
+    TmpDir dir;
+    const std::string p = dir.path + "/state";
+    REQUIRE(ensure_dir(p, 0700).ok());
+    CHECK(check_private_dir(p).ok());
+    REQUIRE(::chmod(p.c_str(), 0755) == 0);
+    CHECK(check_private_dir(p).ok()); // readable is a warning at most, not a forgery risk
+    for (mode_t m : {0777, 01777, 0770, 0702}) {
+        REQUIRE(::chmod(p.c_str(), m) == 0);
+        auto st = check_private_dir(p);
+        REQUIRE_FALSE(st.ok());
+        CHECK(st.error().message().find("group or others can write") != std::string::npos);
+    }
+    REQUIRE(::chmod(p.c_str(), 0700) == 0);
+    REQUIRE(::chown(p.c_str(), 65534, 65534) == 0);
+    auto owned = check_private_dir(p);
+    REQUIRE_FALSE(owned.ok());
+    CHECK(owned.error().message().find("owned by uid 65534") != std::string::npos);
+    REQUIRE(::symlink(p.c_str(), (dir.path + "/link").c_str()) == 0);
+    CHECK_FALSE(check_private_dir(dir.path + "/link").ok());
 }
 
 TEST_CASE("atomic_write_file writes the mode and replaces a symlink without following it",

@@ -178,3 +178,43 @@ TEST_CASE("supervisor: first start never healthy before startup_timeout is fatal
     CHECK(reason.find("not healthy within startup_timeout 300ms") != std::string::npos);
     CHECK(reason.find("connection refused") != std::string::npos);
 }
+
+TEST_CASE("supervisor: a reload that turns health off during dump_wait does not cancel the kill",
+          "[unit][supervisor]") {
+    Fixture f;
+    f.config.health.dump_signal = SIGCONT; // harmless to sleep(1): it keeps running
+    f.config.health.dump_wait = 300ms;
+    f.sup = std::make_unique<Supervisor>(f.io, f.reaper, f.config, [&] {
+        auto p = std::make_unique<FakeProber>();
+        f.prober = p.get();
+        return p;
+    }());
+    f.sup->start_initial();
+    const pid_t pid = f.sup->child_pid();
+    REQUIRE(pid > 0);
+    REQUIRE(f.wait_probe());
+    f.prober->answer(HealthResult::serving);
+    REQUIRE(f.sup->state() == ChildState::running);
+    for (int i = 0; i < 3; ++i) {
+        REQUIRE(f.wait_probe());
+        f.prober->answer(HealthResult::deadline_exceeded);
+    }
+    // Threshold reached: SIGCONT sent, SIGKILL due after dump_wait. Now health goes off.
+    Config off = f.config;
+    off.health.kind = HealthKind::none;
+    CHECK_FALSE(f.sup->reload(off));
+    // The hung child is still killed and replaced.
+    REQUIRE(f.run_until([&] { return f.sup->child_pid() != pid && f.sup->child_pid() != 0; }));
+    auto st = f.sup->status();
+    REQUIRE(st.last_exit.has_value());
+    CHECK(st.last_exit->kind == ExitStatus::Kind::signaled);
+    CHECK(st.last_exit->value == SIGKILL);
+    REQUIRE(f.run_until([&] { return f.sup->state() == ChildState::running; }));
+
+    // Health on again: the new child is probed again.
+    f.prober->pending.clear();
+    CHECK_FALSE(f.sup->reload(f.config));
+    REQUIRE(f.wait_probe());
+    f.prober->answer(HealthResult::serving);
+    CHECK(f.sup->state() == ChildState::running);
+}
