@@ -53,6 +53,7 @@ public:
     struct Attempt {
         Outcome outcome;
         std::string message; // for held_by_other / failed: what to tell the operator
+        pid_t holder = 0;    // held_by_other: the pid the lock file names (0 = none)
     };
 
     // Takes the lock without waiting and records our pid in the file.

@@ -46,6 +46,9 @@ std::optional<std::chrono::system_clock::time_point> process_start_wall_time(std
 // replaced on disk since (shown by the kernel as "PATH (deleted)") still matches.
 std::string identity_mismatch(const ProcessIdentity& recorded, const ProcessIdentity& actual);
 
+// True when pid names a process that has not exited (a zombie has).
+bool process_running(pid_t pid);
+
 // True when /proc/PID/exe's `proc_exe` names `path` (an executable replaced on disk
 // since shows as "PATH (deleted)" and still counts).
 bool same_executable(const std::string& path, const std::string& proc_exe);

@@ -2,6 +2,7 @@
 
 #include "vigil/control_server.hpp"
 #include "vigil/log.hpp"
+#include "vigil/process.hpp"
 
 #include <fmt/format.h>
 
@@ -11,6 +12,10 @@
 
 namespace vigil {
 namespace {
+
+// How long vigild waits for a lock whose recorded holder is dead (see run()).
+constexpr Duration kDeadHolderLockWait = std::chrono::seconds(5);
+constexpr useconds_t kLockRetryMicros = 2000;
 
 // sd_notify's STATUS= text, the same after a state change and after a reload.
 std::string status_line(ChildState state, pid_t pid, unsigned restarts) {
@@ -43,6 +48,25 @@ int Daemon::run() {
                   "0700 {})",
                   state_dir, st.st_mode & 07777, state_dir);
     auto lock = lock_.acquire(state_dir);
+    // A vigild SIGKILLed while spawning leaves its lock held for a moment by the child it
+    // was starting (the child shares the lock fd until its exec closes it). The lock file
+    // names the dead vigild: wait for the lock a little instead of exiting 75.
+    const auto wait_start = Clock::now();
+    bool waited = false;
+    while (lock.outcome == StateDirLock::Outcome::held_by_other && lock.holder != 0 &&
+           !process_running(lock.holder) && Clock::now() < wait_start + kDeadHolderLockWait) {
+        if (!waited)
+            log::info("the state-dir lock names pid {}, which is gone; waiting up to {} for it "
+                      "(a child it was starting holds it until its exec)",
+                      lock.holder, format_duration(kDeadHolderLockWait));
+        waited = true;
+        ::usleep(kLockRetryMicros);
+        lock = lock_.acquire(state_dir);
+    }
+    if (waited && lock.outcome == StateDirLock::Outcome::acquired)
+        log::info("state-dir lock acquired after {}ms",
+                  std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - wait_start)
+                      .count());
     switch (lock.outcome) {
     case StateDirLock::Outcome::acquired:
         break;

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <cerrno>
+#include <charconv>
 #include <climits>
 #include <cstdlib>
 #include <fcntl.h>
@@ -228,10 +229,16 @@ StateDirLock::Attempt StateDirLock::acquire(const std::string& state_dir) {
             while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' '))
                 holder.pop_back();
         }
+        pid_t holder_pid = 0;
+        if (auto [p, ec] =
+                std::from_chars(holder.data(), holder.data() + holder.size(), holder_pid);
+            ec != std::errc() || p != holder.data() + holder.size() || holder_pid <= 0)
+            holder_pid = 0;
         return {Outcome::held_by_other,
                 fmt::format("another vigild{} holds {}: one vigild per state dir (stop it, or "
                             "pass another --state-dir)",
-                            holder.empty() ? "" : " (pid " + holder + ")", path)};
+                            holder.empty() ? "" : " (pid " + holder + ")", path),
+                holder_pid};
     }
     std::string pid = fmt::format("{}\n", ::getpid());
     if (::ftruncate(fd.get(), 0) != 0 ||

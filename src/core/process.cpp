@@ -121,6 +121,15 @@ std::string identity_mismatch(const ProcessIdentity& recorded, const ProcessIden
     return {};
 }
 
+bool process_running(pid_t pid) {
+    auto stat = read_file_nofollow(fmt::format("/proc/{}/stat", pid), 4096);
+    if (!stat)
+        return false;
+    auto close = stat->rfind(')');
+    return close != std::string::npos && close + 2 < stat->size() && (*stat)[close + 2] != 'Z' &&
+           (*stat)[close + 2] != 'X';
+}
+
 bool same_executable(const std::string& path, const std::string& proc_exe) {
     static constexpr std::string_view deleted = " (deleted)";
     std::string_view exe = proc_exe;

@@ -18,6 +18,7 @@
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <random>
+#include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -397,4 +398,43 @@ TEST_CASE("the OOM score is never written through a reused pid", "[e2e][trust]")
     CHECK_FALSE(vigil::read_oom_score(gone, pidfd->get()).ok());
     ::kill(stranger, SIGKILL);
     ::waitpid(stranger, nullptr, 0);
+}
+
+TEST_CASE("a lock left held by a dead vigild's starting child is waited for, not exit 75",
+          "[e2e][trust]") {
+    become_subreaper();
+    TempDir dir;
+    const std::string state = dir / "state";
+    REQUIRE(::mkdir(state.c_str(), 0700) == 0);
+    // The lock file names a vigild that is gone, and someone else (here: the test, standing
+    // in for the child a SIGKILLed vigild was spawning) still holds the lock.
+    const pid_t dead = ::fork();
+    REQUIRE(dead >= 0);
+    if (dead == 0)
+        ::_exit(0);
+    REQUIRE(::waitpid(dead, nullptr, 0) == dead);
+    write_file(state + "/vigild.lock", std::to_string(dead) + "\n");
+    const int fd = ::open((state + "/vigild.lock").c_str(), O_RDWR | O_CLOEXEC);
+    REQUIRE(fd >= 0);
+    REQUIRE(::flock(fd, LOCK_EX | LOCK_NB) == 0);
+    Vigild v(dir, marked_child(dir) + kNoHealth);
+    REQUIRE(v.wait_log("which is gone; waiting up to"));
+    ::close(fd); // the child's exec
+    REQUIRE(v.wait_log("-> running"));
+    CHECK(v.log().find("state-dir lock acquired after") != std::string::npos);
+    v.process().signal(SIGTERM);
+    REQUIRE(v.process().wait_exit() == 0);
+}
+
+TEST_CASE("a lock held by a live vigild still means exit 75 at once", "[e2e][trust]") {
+    become_subreaper();
+    TempDir dir;
+    Vigild first(dir, marked_child(dir) + kNoHealth, {}, {}, "first.log");
+    REQUIRE(first.wait_log("-> running"));
+    Vigild second(dir, marked_child(dir) + kNoHealth, {}, {}, "second.log");
+    REQUIRE(second.process().wait_exit(Ms(4000)) == 75); // not after the 5s wait
+    CHECK(second.log().find("another vigild (pid " + std::to_string(first.process().pid())) !=
+          std::string::npos);
+    first.process().signal(SIGTERM);
+    REQUIRE(first.process().wait_exit() == 0);
 }
