@@ -19,11 +19,19 @@ Status ensure_dir(const std::string& path, mode_t mode);
 // euid and not writable by group or others. The error says what to fix.
 Status check_private_dir(const std::string& path);
 
-// Writes `content` to `dir/name`: a temp file in `dir` (O_EXCL|O_NOFOLLOW, `mode`), fsync,
-// rename over the target, fsync of the directory. Readers see the old or the new file,
-// never a half-written one. A symlink at the target is replaced, never followed.
+// How far a write must survive. `process_crash`: a crash of vigild (any signal, SIGKILL
+// included) never leaves a half-written file, but a machine crash may lose the write: for
+// the child's records, which mean nothing after a reboot (they carry the boot id) and
+// whose fsyncs would block the loop for milliseconds after every spawn. `machine_crash`:
+// fsync of the file and the directory as well.
+enum class Durability { process_crash, machine_crash };
+
+// Writes `content` to `dir/name`: a temp file in `dir` (O_EXCL|O_NOFOLLOW, `mode`),
+// (fsync,) rename over the target, (fsync of the directory). Readers see the old or the
+// new file, never a half-written one. A symlink at the target is replaced, never followed.
 Status atomic_write_file(const std::string& dir, const std::string& name,
-                         const std::string& content, mode_t mode);
+                         const std::string& content, mode_t mode,
+                         Durability durability = Durability::machine_crash);
 
 // Larger files are refused (EFBIG) rather than read without bound.
 inline constexpr size_t kMaxReadBytes = 1 << 20;

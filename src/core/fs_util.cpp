@@ -109,7 +109,8 @@ Status check_private_dir(const std::string& path) {
 }
 
 Status atomic_write_file(const std::string& dir, const std::string& name,
-                         const std::string& content, mode_t mode) {
+                         const std::string& content, mode_t mode, Durability durability) {
+    const bool sync = durability == Durability::machine_crash;
     UniqueFd dirfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dirfd.valid())
         return make_error(errno, "failed to open directory " + dir);
@@ -130,7 +131,7 @@ Status atomic_write_file(const std::string& dir, const std::string& name,
         cleanup();
         return st;
     }
-    if (::fsync(fd.get()) != 0) {
+    if (sync && ::fsync(fd.get()) != 0) {
         cleanup();
         return make_error(errno, "failed to fsync " + target);
     }
@@ -140,7 +141,7 @@ Status atomic_write_file(const std::string& dir, const std::string& name,
         cleanup();
         return make_error(e, "failed to rename into " + target);
     }
-    if (::fsync(dirfd.get()) != 0)
+    if (sync && ::fsync(dirfd.get()) != 0)
         return make_error(errno, "failed to fsync directory " + dir);
     return ok_status();
 }

@@ -125,9 +125,12 @@ std::string new_spawn_token() {
 }
 
 Status write_child_records(const std::string& state_dir, const ChildRecord& r) {
-    if (auto st = atomic_write_file(state_dir, kStateRecordName, format_state_record(r), 0600); !st)
+    if (auto st = atomic_write_file(state_dir, kStateRecordName, format_state_record(r), 0600,
+                                    Durability::process_crash);
+        !st)
         return st;
-    return atomic_write_file(state_dir, kPidFileName, fmt::format("{}\n", r.identity.pid), 0644);
+    return atomic_write_file(state_dir, kPidFileName, fmt::format("{}\n", r.identity.pid), 0644,
+                             Durability::process_crash);
 }
 
 void remove_child_records(const std::string& state_dir) {
@@ -136,7 +139,8 @@ void remove_child_records(const std::string& state_dir) {
 }
 
 Status write_next_spawn(const std::string& state_dir, const NextSpawn& n) {
-    return atomic_write_file(state_dir, kNextSpawnName, format_next_spawn(n), 0600);
+    return atomic_write_file(state_dir, kNextSpawnName, format_next_spawn(n), 0600,
+                             Durability::process_crash);
 }
 
 std::optional<NextSpawn> read_next_spawn(const std::string& state_dir, const std::string& instance,
