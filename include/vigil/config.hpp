@@ -6,6 +6,7 @@
 // that change state_dir or root_dir (applied in between) take part in the expansion.
 #pragma once
 
+#include "vigil/limits.hpp"
 #include "vigil/log.hpp"
 
 #include <toml++/toml.h>
@@ -71,6 +72,16 @@ struct ChildConfig {
     bool new_session = true;
     std::map<std::string, std::string> env;
     OutputMode output = OutputMode::inherit;
+    // The execution environment (exec_env.hpp applies it before exec).
+    std::string user;                              // name or uid; "" = vigild's
+    std::string group;                             // name or gid; "" = the user's primary group
+    std::vector<std::string> supplementary_groups; // empty with user set: the user's groups
+    std::string working_directory = "/";
+    mode_t umask = 022;
+    std::vector<std::string> env_files; // "-PATH" = optional
+    bool inherit_env = true;
+    bool no_new_privileges = false;
+    std::vector<RLimitSetting> limits; // [child.limits], in DESIGN's order
     // [child.config]: written as the child's config file. Default: containerd's.
     toml::table config;
 };

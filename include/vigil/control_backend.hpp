@@ -58,6 +58,10 @@ struct StatusSnapshot {
     std::string vigild_version;
     pid_t vigild_pid = 0;
     std::string output_mode; // inherit | capture
+    // What the child runs with (read back from /proc for a live child).
+    std::string child_user;                                        // "nobody (65534)", "root (0)"
+    std::string child_working_directory;                           // its cwd
+    std::vector<std::pair<std::string, std::string>> child_limits; // [child.limits] keys: value
 };
 
 // One entry of the event stream. `seq` increases by one per event, from 1.

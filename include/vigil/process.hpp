@@ -6,6 +6,7 @@
 // syscalls here.
 #pragma once
 
+#include "vigil/limits.hpp"
 #include "vigil/result.hpp"
 #include "vigil/unique_fd.hpp"
 
@@ -27,6 +28,7 @@ struct ProcessIdentity {
     std::uint64_t start_time = 0;
     std::string boot_id;
     std::string exe;
+    uid_t uid = 0; // the real uid ([child] user): a child must still run as it was started
 
     bool operator==(const ProcessIdentity&) const = default;
 };
@@ -37,6 +39,13 @@ Result<std::string> read_boot_id();
 Result<std::uint64_t> read_start_time(pid_t pid);
 // readlink /proc/PID/exe.
 Result<std::string> read_exe(pid_t pid);
+// The real uid, from the Uid: line of /proc/PID/status.
+Result<uid_t> read_uid(pid_t pid);
+// /proc/PID/limits: soft and hard of each resource, indexed by RLIMIT_* (readable for
+// any process, where prlimit(2) would need CAP_SYS_RESOURCE).
+Result<std::vector<RLimitValue>> read_limits(pid_t pid);
+// readlink /proc/PID/cwd.
+Result<std::string> read_cwd(pid_t pid);
 Result<ProcessIdentity> read_identity(pid_t pid);
 // The wall-clock time a process started: boot time (btime of /proc/stat) plus its start
 // time in clock ticks.

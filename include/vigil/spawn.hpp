@@ -8,6 +8,7 @@
 // exec'd or died, so the close-on-exec error pipe can be read at once without blocking.
 #pragma once
 
+#include "vigil/limits.hpp"
 #include "vigil/result.hpp"
 #include "vigil/unique_fd.hpp"
 
@@ -27,6 +28,15 @@ struct SpawnSpec {
     std::optional<int> oom_score;  // written to /proc/self/oom_score_adj before exec
     int stdout_fd = -1;            // -1: inherit vigild's
     int stderr_fd = -1;
+    // Applied in the child before exec, in this order (DESIGN.md): OOM score (above),
+    // rlimits, supplementary groups, gid, uid, no_new_privs, cwd, umask.
+    std::vector<RLimitSetting> limits;
+    std::optional<std::vector<gid_t>> groups;
+    std::optional<gid_t> gid;
+    std::optional<uid_t> uid;
+    bool no_new_privileges = false;
+    std::string working_directory; // "" = keep vigild's
+    std::optional<mode_t> umask;
 };
 
 struct SpawnedChild {
@@ -41,13 +51,10 @@ std::optional<std::string> find_executable(const std::string& name);
 // find_executable, then realpath: the path /proc/PID/exe shows once it runs.
 std::optional<std::string> resolve_binary(const std::string& name);
 
-// The environment for the child: vigild's own minus NOTIFY_SOCKET, LISTEN_*, WATCHDOG_*
-// (they describe vigild's relation to systemd, not the child's) and VIGIL_SPAWN_TOKEN
-// (vigild's own, if a vigild started it), plus `extra`. The caller adds the spawn token.
-std::vector<std::string> child_environment(const std::map<std::string, std::string>& extra);
-
-// Spawns the child. On an exec failure the child has already been reaped and the error
-// says "failed to exec PATH: strerror". Must run on the loop thread (it blocks signals of
+// Spawns the child. When a step before exec fails (or exec itself), the child has already
+// been reaped and the error names the step and the errno: "failed to exec PATH: ...",
+// "setrlimit(RLIMIT_NOFILE, 1024:2000000): Operation not permitted", "setuid(65534): ...",
+// "chdir(/srv): No such file or directory". Must run on the loop thread (it blocks signals of
 // the calling thread for the few microseconds the child shares its memory).
 Result<SpawnedChild> spawn_child(const SpawnSpec& spec);
 

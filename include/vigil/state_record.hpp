@@ -34,7 +34,7 @@ struct ChildRecord {
     bool operator==(const ChildRecord&) const = default;
 };
 
-// "instance=..\npid=..\nstart_time=..\nboot_id=..\nexe=..\ntoken=..\n"
+// "instance=..\npid=..\nstart_time=..\nboot_id=..\nexe=..\nuid=..\ntoken=..\n"
 std::string format_state_record(const ChildRecord& r);
 // Fails with a message that says what is wrong with the text.
 Result<ChildRecord> parse_state_record(const std::string& text);

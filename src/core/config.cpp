@@ -1,5 +1,7 @@
 #include "vigil/config.hpp"
 
+#include "vigil/exec_env.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -413,9 +415,102 @@ void read_daemon(const Section& s, DaemonConfig& d) {
     }
 }
 
+// user, group, ..., [child.limits]: the child's execution environment. Users and groups
+// must exist when the file is loaded (a typo is a config error, not a failed start).
+void read_exec_env(const Section& s, ChildConfig& c) {
+    s.read("user", c.user);
+    if (!c.user.empty())
+        if (auto u = lookup_user(c.user); !u)
+            s.fail("user", u.error().message());
+    s.read("group", c.group);
+    if (!c.group.empty())
+        if (auto g = lookup_group(c.group); !g)
+            s.fail("group", g.error().message());
+    // An element of an array key, located precisely.
+    auto fail_at = [&s](std::string_view key, size_t i, std::string_view what) {
+        const auto* a = s.find(key)->as_array();
+        s.fail(a->get(i)->source(), fmt::format("{}[{}]", s.path(key), i), what);
+    };
+    s.read("supplementary_groups", c.supplementary_groups, non_empty);
+    for (size_t i = 0; i < c.supplementary_groups.size(); ++i)
+        if (auto g = lookup_group(c.supplementary_groups[i]); !g)
+            fail_at("supplementary_groups", i, g.error().message());
+    s.read("working_directory", c.working_directory, non_empty);
+    if (c.working_directory.front() != '/')
+        s.fail("working_directory",
+               fmt::format("must be an absolute path, got {}", quote(c.working_directory)));
+    if (const auto* n = s.find("umask")) {
+        const std::string& text = s.typed<std::string>(*n, s.path("umask")).get();
+        auto mask = !text.empty() && text.find_first_not_of("01234567") == std::string::npos
+                        ? parse_number<unsigned>(text, 8)
+                        : std::nullopt;
+        if (!mask || *mask > 0777)
+            s.fail("umask",
+                   fmt::format("expected an octal mask 0000..0777 such as \"0022\", got {}",
+                               quote(text)));
+        c.umask = static_cast<mode_t>(*mask);
+    }
+    s.read("env_files", c.env_files, non_empty);
+    for (size_t i = 0; i < c.env_files.size(); ++i) {
+        std::string_view f = c.env_files[i];
+        if (f.starts_with("-"))
+            f.remove_prefix(1);
+        if (!f.starts_with("/"))
+            fail_at("env_files", i,
+                    fmt::format("must be an absolute path (\"-\" in front: optional), got {}",
+                                quote(c.env_files[i])));
+    }
+    s.read("inherit_env", c.inherit_env);
+    s.read("no_new_privileges", c.no_new_privileges);
+    if (auto limits = s.sub("limits")) {
+        std::string names;
+        for (auto n : rlimit_names())
+            names += fmt::format("{}{}", names.empty() ? "" : ", ", n);
+        c.limits.clear();
+        for (auto n : rlimit_names()) {
+            const auto* node = limits->find(n);
+            if (node == nullptr)
+                continue;
+            const int resource = *rlimit_resource(n);
+            Result<RLimitValue> v =
+                make_error("expected an integer, \"infinity\" or \"SOFT:HARD\"");
+            if (const auto* i = node->as_integer())
+                v = rlimit_from_integer(i->get());
+            else if (const auto* str = node->as_string())
+                v = parse_rlimit(resource, str->get());
+            if (!v)
+                limits->fail(n, v.error().message());
+            c.limits.push_back(RLimitSetting{resource, *v});
+        }
+        for (auto&& [k, v] : limits->table())
+            if (!rlimit_resource(k.str()))
+                limits->fail(k.source(), limits->path(k.str()),
+                             fmt::format("unknown limit; expected one of {}", names));
+    }
+}
+
 void read_child(const Section& s, ChildConfig& c) {
-    s.allow_only({"binary", "args", "config_file", "config_flag", "log_level_flag", "oom_score_adj",
-                  "stop_signal", "stop_timeout", "new_session", "env", "output", "config"});
+    s.allow_only({"binary",
+                  "args",
+                  "config_file",
+                  "config_flag",
+                  "log_level_flag",
+                  "oom_score_adj",
+                  "stop_signal",
+                  "stop_timeout",
+                  "new_session",
+                  "env",
+                  "output",
+                  "config",
+                  "user",
+                  "group",
+                  "supplementary_groups",
+                  "working_directory",
+                  "umask",
+                  "env_files",
+                  "inherit_env",
+                  "no_new_privileges",
+                  "limits"});
     s.read("binary", c.binary, non_empty);
     s.read("args", c.args, vars);
     s.read("config_file", c.config_file);
@@ -440,6 +535,7 @@ void read_child(const Section& s, ChildConfig& c) {
     }
     s.read("output", c.output,
            {{"inherit", OutputMode::inherit}, {"capture", OutputMode::capture}});
+    read_exec_env(s, c);
     if (const auto* n = s.find("config")) {
         // Replaces the default wholesale: the child's own keys are the child's business.
         const auto& table = s.typed<toml::table>(*n, s.path("config"));
@@ -749,6 +845,19 @@ std::string to_toml(const Config& c) {
     line("stop_timeout", quote(format_duration(c.child.stop_timeout)));
     line("new_session", c.child.new_session ? "true" : "false");
     line("output", quote(to_string(c.child.output)));
+    line("user", quote(c.child.user));
+    line("group", quote(c.child.group));
+    line("supplementary_groups", strings(c.child.supplementary_groups));
+    line("working_directory", quote(c.child.working_directory));
+    line("umask", quote(fmt::format("{:04o}", c.child.umask)));
+    line("env_files", strings(c.child.env_files));
+    line("inherit_env", c.child.inherit_env ? "true" : "false");
+    line("no_new_privileges", c.child.no_new_privileges ? "true" : "false");
+    out += "\n";
+    toml::table limits;
+    for (const auto& l : c.child.limits)
+        limits.insert(rlimit_name(l.resource), format_rlimit(l.value));
+    out += child_table_toml("limits", std::move(limits));
     out += "\n";
     toml::table env;
     for (const auto& [k, v] : c.child.env)

@@ -142,6 +142,10 @@ v1::StatusReply to_proto(const StatusSnapshot& s) {
 
     auto& child = *out.mutable_child();
     child.set_binary(valid_utf8(s.child_binary));
+    child.set_user(valid_utf8(s.child_user));
+    child.set_working_directory(valid_utf8(s.child_working_directory));
+    for (const auto& [k, v] : s.child_limits)
+        (*child.mutable_limits())[k] = v;
     for (const auto& a : s.child_args)
         child.add_args(valid_utf8(a));
     child.set_output(s.output_mode);

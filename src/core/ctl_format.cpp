@@ -1,6 +1,7 @@
 // vigilctl's command line and its human and JSON output.
 #include "vigil/control_proto.hpp"
 #include "vigil/ctl.hpp"
+#include "vigil/limits.hpp"
 #include "vigil/socket_path.hpp"
 
 #include <google/protobuf/util/json_util.h>
@@ -323,6 +324,20 @@ std::string format_status(const v1::StatusReply& s, SystemTime now) {
         command = s.child().binary();
     }
     line("Command", command.empty() ? "-" : command);
+    if (!s.child().user().empty())
+        line("User", s.child().user());
+    if (!s.child().working_directory().empty())
+        line("Directory", s.child().working_directory());
+    if (!s.child().limits().empty()) {
+        // In the order of the configuration keys, not the map's.
+        std::string limits;
+        for (auto name : rlimit_names()) {
+            auto it = s.child().limits().find(std::string(name));
+            if (it != s.child().limits().end())
+                limits += fmt::format("{}{}={}", limits.empty() ? "" : " ", name, it->second);
+        }
+        line("Limits", limits);
+    }
     line("Output", s.child().output());
     return out;
 }

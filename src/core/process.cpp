@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <charconv>
 #include <filesystem>
+#include <sstream>
 
 #include <cerrno>
 #include <climits>
@@ -73,6 +74,59 @@ Result<std::string> read_exe(pid_t pid) {
     return std::string(buf, static_cast<size_t>(n));
 }
 
+Result<uid_t> read_uid(pid_t pid) {
+    const std::string path = fmt::format("/proc/{}/status", pid);
+    auto r = read_file_nofollow(path, 64 * 1024);
+    if (!r)
+        return r.error();
+    auto pos = r->find("\nUid:");
+    if (pos == std::string::npos)
+        return make_error(EINVAL, "no Uid: line in " + path);
+    pos += 5;
+    while (pos < r->size() && ((*r)[pos] == '\t' || (*r)[pos] == ' '))
+        ++pos;
+    uid_t uid = 0;
+    auto [p, ec] = std::from_chars(r->data() + pos, r->data() + r->size(), uid);
+    if (ec != std::errc())
+        return make_error(EINVAL, "malformed Uid: line in " + path);
+    return uid;
+}
+
+Result<std::vector<RLimitValue>> read_limits(pid_t pid) {
+    const std::string path = fmt::format("/proc/{}/limits", pid);
+    auto r = read_file_nofollow(path, 64 * 1024);
+    if (!r)
+        return r.error();
+    // A header line, then one line per resource in RLIMIT_* order: a 26-column name, then
+    // the soft and hard limits ("unlimited" or a number) and the units.
+    constexpr size_t kNameWidth = 26;
+    std::vector<RLimitValue> out;
+    std::istringstream in(*r);
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+        if (line.size() <= kNameWidth)
+            break;
+        std::istringstream fields(line.substr(kNameWidth));
+        std::string soft, hard;
+        fields >> soft >> hard;
+        auto side = [](const std::string& s) -> rlim_t {
+            return s == "unlimited" ? RLIM_INFINITY : std::strtoull(s.c_str(), nullptr, 10);
+        };
+        out.push_back(RLimitValue{side(soft), side(hard)});
+    }
+    return out;
+}
+
+Result<std::string> read_cwd(pid_t pid) {
+    const std::string path = fmt::format("/proc/{}/cwd", pid);
+    char buf[PATH_MAX + 32];
+    ssize_t n = ::readlink(path.c_str(), buf, sizeof buf - 1);
+    if (n < 0)
+        return make_error(errno, "failed to read " + path);
+    return std::string(buf, static_cast<size_t>(n));
+}
+
 Result<ProcessIdentity> read_identity(pid_t pid) {
     ProcessIdentity id;
     id.pid = pid;
@@ -88,6 +142,10 @@ Result<ProcessIdentity> read_identity(pid_t pid) {
     if (!exe)
         return exe.error();
     id.exe = *exe;
+    auto uid = read_uid(pid);
+    if (!uid)
+        return uid.error();
+    id.uid = *uid;
     return id;
 }
 
@@ -115,6 +173,9 @@ std::string identity_mismatch(const ProcessIdentity& recorded, const ProcessIden
     if (recorded.start_time != actual.start_time)
         return fmt::format("pid {} was reused: it started at tick {}, the recorded child at {}",
                            actual.pid, actual.start_time, recorded.start_time);
+    if (recorded.uid != actual.uid)
+        return fmt::format("pid {} runs as uid {}, not the recorded uid {}", actual.pid, actual.uid,
+                           recorded.uid);
     if (!same_executable(recorded.exe, actual.exe))
         return fmt::format("pid {} runs {}, not the recorded {}", actual.pid, actual.exe,
                            recorded.exe);

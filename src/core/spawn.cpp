@@ -1,6 +1,7 @@
 #include "vigil/spawn.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -14,6 +15,7 @@
 #include <linux/close_range.h>
 #include <sched.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -25,15 +27,31 @@ namespace vigil {
 namespace {
 
 constexpr size_t kChildStackSize = 256 * 1024;
-// The same name as state_record.hpp's kSpawnTokenEnv (spawn does not depend on records).
-constexpr std::string_view kSpawnTokenEnvName = "VIGIL_SPAWN_TOKEN";
 constexpr int kKernelSigsetSize = 8; // _NSIG / 8 on Linux
 constexpr int kMaxSignal = 64;
 
-enum class Stage : int { setsid = 1, oom = 2, dup = 3, exec = 4 };
+enum class Stage : int {
+    setsid = 1,
+    oom,
+    rlimit,
+    setgroups,
+    setgid,
+    setuid,
+    no_new_privs,
+    chdir,
+    dup,
+    exec
+};
 struct ChildReport {
     Stage stage;
     int err;
+    int index; // Stage::rlimit: which entry of the limits
+};
+
+// The spawn's steps as raw data the child reads (no allocation after clone).
+struct RawLimit {
+    int resource;
+    struct rlimit value;
 };
 
 struct ChildArgs {
@@ -47,6 +65,15 @@ struct ChildArgs {
     int stdout_fd;
     int stderr_fd;
     int max_fd; // for kernels without close_range: the highest fd to mark close-on-exec
+    const RawLimit* limits;
+    size_t limit_count;
+    const gid_t* groups; // nullptr: keep
+    size_t group_count;
+    long gid; // -1: keep
+    long uid; // -1: keep
+    bool no_new_privs;
+    const char* cwd; // nullptr: keep
+    long umask;      // -1: keep
 };
 
 struct KernelSigaction {
@@ -59,9 +86,17 @@ struct KernelSigaction {
 // Runs in the child, on its own stack, sharing vigild's memory until execve. Only raw
 // system calls: no allocation, no locks, no sanitizer instrumentation. errno is the
 // suspended parent thread's slot, which nothing else touches until the child is gone.
-__attribute__((no_sanitize("address", "undefined"))) void report(int fd, Stage stage, long err) {
-    ChildReport r{stage, static_cast<int>(err)};
+__attribute__((no_sanitize("address", "undefined"))) void report(int fd, Stage stage, long err,
+                                                                 int index = 0) {
+    ChildReport r{stage, static_cast<int>(err), index};
     syscall(SYS_write, fd, &r, sizeof r);
+}
+
+// Reports the failed step and exits: the parent turns it into a failed start.
+__attribute__((no_sanitize("address", "undefined"))) void fail_step(int fd, Stage stage,
+                                                                    int index = 0) {
+    report(fd, stage, errno, index);
+    syscall(SYS_exit_group, 127);
 }
 
 __attribute__((no_sanitize("address", "undefined"))) int child_main(void* p) {
@@ -85,6 +120,21 @@ __attribute__((no_sanitize("address", "undefined"))) int child_main(void* p) {
         if (fd >= 0)
             syscall(SYS_close, fd);
     }
+    for (size_t i = 0; i < a->limit_count; ++i)
+        if (syscall(SYS_setrlimit, a->limits[i].resource, &a->limits[i].value) != 0)
+            fail_step(a->report_fd, Stage::rlimit, static_cast<int>(i));
+    if (a->groups != nullptr && syscall(SYS_setgroups, a->group_count, a->groups) != 0)
+        fail_step(a->report_fd, Stage::setgroups);
+    if (a->gid >= 0 && syscall(SYS_setresgid, a->gid, a->gid, a->gid) != 0)
+        fail_step(a->report_fd, Stage::setgid);
+    if (a->uid >= 0 && syscall(SYS_setresuid, a->uid, a->uid, a->uid) != 0)
+        fail_step(a->report_fd, Stage::setuid);
+    if (a->no_new_privs && syscall(SYS_prctl, PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+        fail_step(a->report_fd, Stage::no_new_privs);
+    if (a->cwd != nullptr && syscall(SYS_chdir, a->cwd) != 0)
+        fail_step(a->report_fd, Stage::chdir);
+    if (a->umask >= 0)
+        syscall(SYS_umask, a->umask);
     if (a->stdout_fd >= 0 && syscall(SYS_dup3, a->stdout_fd, 1, 0) < 0) {
         report(a->report_fd, Stage::dup, errno);
         syscall(SYS_exit_group, 127);
@@ -136,6 +186,41 @@ bool have_close_range_cloexec() {
     return have;
 }
 
+// What failed, as the operator would write the call: "setrlimit(RLIMIT_NOFILE,
+// 1024:2000000)", "setuid(65534)", "chdir(/srv)".
+std::string describe_step(const SpawnSpec& spec, const ChildReport& r) {
+    switch (r.stage) {
+    case Stage::setsid:
+        return "setsid()";
+    case Stage::oom:
+        return "write of /proc/self/oom_score_adj";
+    case Stage::rlimit: {
+        if (r.index < 0 || static_cast<size_t>(r.index) >= spec.limits.size())
+            return "setrlimit";
+        const auto& l = spec.limits[static_cast<size_t>(r.index)];
+        return fmt::format("setrlimit({}, {})", rlimit_name(l.resource, true),
+                           format_rlimit(l.value));
+    }
+    case Stage::setgroups:
+        return fmt::format("setgroups({})", spec.groups
+                                                ? fmt::format("{}", fmt::join(*spec.groups, ","))
+                                                : std::string());
+    case Stage::setgid:
+        return fmt::format("setgid({})", spec.gid.value_or(0));
+    case Stage::setuid:
+        return fmt::format("setuid({})", spec.uid.value_or(0));
+    case Stage::no_new_privs:
+        return "prctl(PR_SET_NO_NEW_PRIVS)";
+    case Stage::chdir:
+        return fmt::format("chdir({})", spec.working_directory);
+    case Stage::dup:
+        return "redirect of the output";
+    case Stage::exec:
+        return "execve";
+    }
+    return "?";
+}
+
 std::vector<char*> c_strings(const std::vector<std::string>& v) {
     std::vector<char*> out;
     out.reserve(v.size() + 1);
@@ -178,22 +263,6 @@ std::optional<std::string> resolve_binary(const std::string& name) {
     return std::string(buf);
 }
 
-std::vector<std::string> child_environment(const std::map<std::string, std::string>& extra) {
-    std::vector<std::string> env;
-    for (char** e = environ; e && *e; ++e) {
-        std::string_view kv(*e);
-        auto name = kv.substr(0, kv.find('='));
-        if (name == "NOTIFY_SOCKET" || name.starts_with("LISTEN_") ||
-            name.starts_with("WATCHDOG_") || name == kSpawnTokenEnvName ||
-            extra.count(std::string(name)))
-            continue;
-        env.emplace_back(kv);
-    }
-    for (const auto& [k, v] : extra)
-        env.push_back(k + "=" + v);
-    return env;
-}
-
 Result<SpawnedChild> spawn_child(const SpawnSpec& spec) {
     auto path = find_executable(spec.binary);
     if (!path) {
@@ -215,6 +284,10 @@ Result<SpawnedChild> spawn_child(const SpawnSpec& spec) {
     if (stack == MAP_FAILED)
         return make_error(errno, "failed to allocate the spawn stack");
 
+    std::vector<RawLimit> limits;
+    for (const auto& l : spec.limits)
+        limits.push_back(RawLimit{l.resource, {l.value.soft, l.value.hard}});
+
     ChildArgs args{path->c_str(),
                    argv.data(),
                    envp.data(),
@@ -224,7 +297,16 @@ Result<SpawnedChild> spawn_child(const SpawnSpec& spec) {
                    report_w.get(),
                    spec.stdout_fd,
                    spec.stderr_fd,
-                   have_close_range_cloexec() ? 0 : highest_fd_bound()};
+                   have_close_range_cloexec() ? 0 : highest_fd_bound(),
+                   limits.data(),
+                   limits.size(),
+                   spec.groups ? spec.groups->data() : nullptr,
+                   spec.groups ? spec.groups->size() : 0,
+                   spec.gid ? static_cast<long>(*spec.gid) : -1,
+                   spec.uid ? static_cast<long>(*spec.uid) : -1,
+                   spec.no_new_privileges,
+                   spec.working_directory.empty() ? nullptr : spec.working_directory.c_str(),
+                   spec.umask ? static_cast<long>(*spec.umask) : -1};
 
     // No signal handler may run in the child while it shares our memory.
     sigset_t all, old;
@@ -257,6 +339,12 @@ Result<SpawnedChild> spawn_child(const SpawnSpec& spec) {
             child.oom_errno = r.err;
             continue;
         case Stage::setsid:
+        case Stage::rlimit:
+        case Stage::setgroups:
+        case Stage::setgid:
+        case Stage::setuid:
+        case Stage::no_new_privs:
+        case Stage::chdir:
         case Stage::dup:
         case Stage::exec: {
             // The child has exited (CLONE_VFORK returned after its exit); reap it here so
@@ -264,10 +352,10 @@ Result<SpawnedChild> spawn_child(const SpawnSpec& spec) {
             int status;
             while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
             }
-            const char* what = r.stage == Stage::exec     ? "failed to exec"
-                               : r.stage == Stage::setsid ? "failed to setsid before exec"
-                                                          : "failed to redirect output of";
-            return make_error(r.err, fmt::format("{} {}", what, *path));
+            if (r.stage == Stage::exec)
+                return make_error(r.err, fmt::format("failed to exec {}", *path));
+            return make_error(r.err,
+                              fmt::format("failed to start {}: {}", *path, describe_step(spec, r)));
         }
         }
     }

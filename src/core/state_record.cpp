@@ -66,13 +66,14 @@ bool is_token(const std::string& s) {
 } // namespace
 
 std::string format_state_record(const ChildRecord& r) {
-    return fmt::format("instance={}\npid={}\nstart_time={}\nboot_id={}\nexe={}\ntoken={}\n",
+    return fmt::format("instance={}\npid={}\nstart_time={}\nboot_id={}\nexe={}\nuid={}\ntoken={}\n",
                        r.instance, r.identity.pid, r.identity.start_time, r.identity.boot_id,
-                       r.identity.exe, r.token.empty() ? "none" : r.token);
+                       r.identity.exe, r.identity.uid, r.token.empty() ? "none" : r.token);
 }
 
 Result<ChildRecord> parse_state_record(const std::string& text) {
-    auto kv = parse_lines(text, {"instance", "pid", "start_time", "boot_id", "exe", "token"});
+    auto kv =
+        parse_lines(text, {"instance", "pid", "start_time", "boot_id", "exe", "uid", "token"});
     if (!kv)
         return kv.error();
     auto& m = *kv;
@@ -82,6 +83,8 @@ Result<ChildRecord> parse_state_record(const std::string& text) {
         return make_error(fmt::format("bad pid '{}'", m["pid"].substr(0, 40)));
     if (!parse_number(m["start_time"], r.identity.start_time))
         return make_error(fmt::format("bad start_time '{}'", m["start_time"].substr(0, 40)));
+    if (!parse_number(m["uid"], r.identity.uid))
+        return make_error(fmt::format("bad uid '{}'", m["uid"].substr(0, 40)));
     r.identity.boot_id = m["boot_id"];
     r.identity.exe = m["exe"];
     if (m["token"] != "none") {

@@ -1,5 +1,6 @@
 #include "vigil/supervisor.hpp"
 
+#include "vigil/exec_env.hpp"
 #include "vigil/fs_util.hpp"
 #include "vigil/log.hpp"
 #include "vigil/oom.hpp"
@@ -12,6 +13,7 @@
 #include <csignal>
 #include <cstring>
 #include <fcntl.h>
+#include <map>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -28,6 +30,23 @@ constexpr auto kOomFollowInterval = std::chrono::seconds(1);
 // connection costs the child nothing, so 100 probes a second while starting is cheap.
 constexpr Duration kFirstProbeDelay{2};
 constexpr Duration kStartingProbeMaxDelay{10};
+
+// "root (0)"; the uid alone when it has no name. Looked up once per uid: a name service
+// must not be asked on every status call.
+std::string describe_uid(uid_t uid) {
+    static std::map<uid_t, std::string> cache;
+    if (auto it = cache.find(uid); it != cache.end())
+        return it->second;
+    auto u = lookup_user(std::to_string(uid));
+    std::string d =
+        u && !u->name.empty() ? fmt::format("{} ({})", u->name, uid) : fmt::format("uid {}", uid);
+    cache.emplace(uid, d);
+    return d;
+}
+
+std::string own_user() {
+    return describe_uid(::geteuid());
+}
 
 std::string ms(Clock::duration d) {
     return fmt::format("{}ms", std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
@@ -92,6 +111,7 @@ struct Supervisor::Child {
     std::string kill_reason; // vigild killed it (hung, startup timeout): why
     std::string token;       // the spawn token in its environment ("" if unknown)
     std::string differs;     // adopted: how it differs from the configuration ("" = not)
+    std::string user;        // who it runs as, for status: "nobody (65534)"
     // Readable when the process exits: the only exit notice for an adopted child, and a
     // second one beside SIGCHLD for a spawned child.
     std::optional<asio::posix::stream_descriptor> exit_watch;
@@ -206,6 +226,7 @@ bool Supervisor::adopt(std::string& why_not) {
     child_->adopted = true;
     child_->identity = id;
     child_->token = found->record.token;
+    child_->user = describe_uid(id.uid);
     child_->started = Clock::now();
     child_->started_wall = process_start_wall_time(id.start_time).value_or(wall_now());
     watch_exit();
@@ -244,27 +265,28 @@ void Supervisor::watch_exit() {
     }
     child_->exit_watch.emplace(io_, fd);
     const pid_t pid = child_->pid;
-    child_->exit_watch->async_wait(
-        asio::posix::stream_descriptor::wait_read,
-        [this, pid](const boost::system::error_code& ec) {
-            if (ec || !child_ || child_->pid != pid)
-                return;
-            if (child_->adopted) {
-                on_child_exit(ExitStatus{});
-                return;
-            }
-            // A spawned child: SIGCHLD and the pidfd race; whichever handler runs first
-            // reaps it. This path alone still works when SIGCHLD never comes.
-            siginfo_t info{};
-            if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(child_->pidfd.get()),
-                         &info, WEXITED | WNOHANG) != 0 ||
-                info.si_pid != pid) {
-                return; // reaped elsewhere: the reaper's handler runs
-            }
-            reaper_.forget(pid);
-            log::debug("reaped child pid {} through its pidfd", pid);
-            on_child_exit(ExitStatus::from_siginfo(info));
-        });
+    child_->exit_watch->async_wait(asio::posix::stream_descriptor::wait_read,
+                                   [this, pid](const boost::system::error_code& ec) {
+                                       if (ec || !child_ || child_->pid != pid)
+                                           return;
+                                       if (child_->adopted) {
+                                           on_child_exit(ExitStatus{});
+                                           return;
+                                       }
+                                       // A spawned child: SIGCHLD and the pidfd race; whichever
+                                       // handler runs first reaps it. This path alone still works
+                                       // when SIGCHLD never comes.
+                                       siginfo_t info{};
+                                       if (::waitid(static_cast<idtype_t>(P_PIDFD),
+                                                    static_cast<id_t>(child_->pidfd.get()), &info,
+                                                    WEXITED | WNOHANG) != 0 ||
+                                           info.si_pid != pid) {
+                                           return; // reaped elsewhere: the reaper's handler runs
+                                       }
+                                       reaper_.forget(pid);
+                                       log::debug("reaped child pid {} through its pidfd", pid);
+                                       on_child_exit(ExitStatus::from_siginfo(info));
+                                   });
 }
 
 Status Supervisor::prepare_next_spawn() {
@@ -338,11 +360,26 @@ void Supervisor::enter_starting_fresh(std::string reason) {
     // Normally a no-op: the record naming this spawn's token was written after the last
     // spawn (or at a reload that changed the binary), off the restart's path.
     (void)prepare_next_spawn();
+    // Users, groups and env files are looked up at each start, so an edit applies at the
+    // next one; what fails is a failed start like an exec failure.
+    auto exec_env = prepare_exec_env(config_.child);
+    if (!exec_env) {
+        fail_start(fmt::format("failed to prepare the environment of {}: {}", config_.child.binary,
+                               exec_env.error().message()));
+        return;
+    }
     SpawnSpec spec;
     spec.binary = config_.child.binary;
     spec.argv = child_argv();
-    spec.env = child_environment(config_.child.env);
+    spec.env = std::move(exec_env->env);
     spec.env.push_back(fmt::format("{}={}", kSpawnTokenEnv, next_.token));
+    spec.limits = exec_env->limits;
+    spec.groups = exec_env->groups;
+    spec.gid = exec_env->gid;
+    spec.uid = exec_env->uid;
+    spec.no_new_privileges = exec_env->no_new_privileges;
+    spec.working_directory = exec_env->working_directory;
+    spec.umask = exec_env->umask;
     spec.new_session = config_.child.new_session;
     if (!config_.child.oom_score_adj.inherit)
         spec.oom_score = config_.child.oom_score_adj.value;
@@ -369,6 +406,7 @@ void Supervisor::enter_starting_fresh(std::string reason) {
     child_->pid = spawned->pid;
     child_->pidfd = std::move(spawned->pidfd);
     child_->token = next_.token;
+    child_->user = exec_env->user_name.empty() ? own_user() : exec_env->user_name;
     child_->started = Clock::now();
     child_->started_wall = wall_now();
     const pid_t pid = child_->pid;
@@ -895,7 +933,12 @@ bool child_definition_changed(const Config& a, const Config& b) {
     return x.binary != y.binary || x.args != y.args || x.config_file != y.config_file ||
            x.config_flag != y.config_flag || x.log_level_flag != y.log_level_flag ||
            x.new_session != y.new_session || x.env != y.env || x.output != y.output ||
-           x.config != y.config || (level_passed && a.daemon.log_level != b.daemon.log_level);
+           x.config != y.config || (level_passed && a.daemon.log_level != b.daemon.log_level) ||
+           x.user != y.user || x.group != y.group ||
+           x.supplementary_groups != y.supplementary_groups ||
+           x.working_directory != y.working_directory || x.umask != y.umask ||
+           x.env_files != y.env_files || x.inherit_env != y.inherit_env ||
+           x.no_new_privileges != y.no_new_privileges || x.limits != y.limits;
 }
 
 bool health_changed(const HealthConfig& a, const HealthConfig& b) {
@@ -1123,6 +1166,26 @@ StatusSnapshot Supervisor::status() const {
     s.vigild_version = VIGIL_VERSION;
     s.vigild_pid = ::getpid();
     s.output_mode = std::string(to_string(config_.child.output));
+    // The user, directory and limits the child runs with: read back for a live child.
+    s.child_working_directory = config_.child.working_directory;
+    std::optional<std::vector<RLimitValue>> actual_limits;
+    if (child_) {
+        s.child_user = child_->user;
+        if (auto cwd = read_cwd(child_->pid))
+            s.child_working_directory = *cwd;
+        if (!config_.child.limits.empty())
+            if (auto l = read_limits(child_->pid))
+                actual_limits = std::move(*l);
+    } else {
+        s.child_user = config_.child.user.empty() ? own_user() : config_.child.user;
+    }
+    for (const auto& l : config_.child.limits) {
+        const auto r = static_cast<size_t>(l.resource);
+        s.child_limits.emplace_back(rlimit_name(l.resource),
+                                    format_rlimit(actual_limits && r < actual_limits->size()
+                                                      ? (*actual_limits)[r]
+                                                      : l.value));
+    }
     return s;
 }
 

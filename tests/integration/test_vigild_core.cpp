@@ -246,7 +246,7 @@ TEST_CASE("a record pointing at an unrelated process is not adopted and that pro
         write_file(dir / "state/child.pid", pid + "\n");
         write_file(dir / "state/child.state",
                    "instance=" + dir / "state" + "\npid=" + pid + "\nstart_time=" + start_time +
-                       "\nboot_id=" + boot + "\nexe=" FAKE_CHILD_PATH "\ntoken=none\n");
+                       "\nboot_id=" + boot + "\nexe=" FAKE_CHILD_PATH "\nuid=0\ntoken=none\n");
         Vigild v(dir, fake_child_table({"--stamp-file", stamp_args(dir)}) + kNoHealth);
         REQUIRE(v.wait_log("-> running"));
         REQUIRE(wait_until([&] { return read_stamps(stamp_args(dir)).size() == 1; }));
@@ -261,7 +261,7 @@ TEST_CASE("a record pointing at an unrelated process is not adopted and that pro
         ::mkdir((dir / "state").c_str(), 0700);
         write_file(dir / "state/child.state", "instance=" + dir / "state" + "\npid=" + pid +
                                                   "\nstart_time=1\nboot_id=" + boot +
-                                                  "\nexe=/usr/bin/sleep\ntoken=none\n");
+                                                  "\nexe=/usr/bin/sleep\nuid=0\ntoken=none\n");
         Vigild v(dir, fake_child_table({"--stamp-file", stamp_args(dir)}) + kNoHealth);
         REQUIRE(v.wait_log("-> running"));
         REQUIRE(wait_until([&] { return read_stamps(stamp_args(dir)).size() == 1; }));
@@ -292,7 +292,7 @@ TEST_CASE("a dead recorded pid is not adopted", "[e2e]") {
     // pid_max is at most 4194304: this pid cannot exist.
     write_file(dir / "state/child.state", "instance=" + dir / "state" +
                                               "\npid=4194305\nstart_time=5\nboot_id=" + boot +
-                                              "\nexe=" FAKE_CHILD_PATH "\ntoken=none\n");
+                                              "\nexe=" FAKE_CHILD_PATH "\nuid=0\ntoken=none\n");
     Vigild v(dir, fake_child_table({"--stamp-file", stamp_args(dir)}) + kNoHealth);
     REQUIRE(v.wait_log("-> running"));
     CHECK(v.log().find("recorded child pid 4194305 is gone") != std::string::npos);

@@ -27,10 +27,11 @@ struct TmpDir {
 
 TEST_CASE("state record round-trips and rejects garbage", "[unit]") {
     const std::string token(32, 'a');
-    ChildRecord rec{"/run/vigil", {1234, 987654321, "0f4c-boot", "/usr/bin/containerd"}, token};
+    ChildRecord rec{
+        "/run/vigil", {1234, 987654321, "0f4c-boot", "/usr/bin/containerd", 65534}, token};
     auto text = format_state_record(rec);
     CHECK(text == "instance=/run/vigil\npid=1234\nstart_time=987654321\nboot_id=0f4c-boot\n"
-                  "exe=/usr/bin/containerd\ntoken=" +
+                  "exe=/usr/bin/containerd\nuid=65534\ntoken=" +
                       token + "\n");
     auto back = parse_state_record(text);
     REQUIRE(back.ok());
@@ -39,14 +40,14 @@ TEST_CASE("state record round-trips and rejects garbage", "[unit]") {
     REQUIRE(parse_state_record(format_state_record(rec)).ok());
     CHECK(*parse_state_record(format_state_record(rec)) == rec);
 
-    const std::string ok_tail = "boot_id=x\nexe=/x\ntoken=none\n";
+    const std::string ok_tail = "boot_id=x\nexe=/x\nuid=0\ntoken=none\n";
     struct Row {
         std::string text;
         const char* error;
     };
     const Row bad[] = {
         {"", "incomplete record (missing instance, pid"},
-        {"instance=/s\npid=12\nstart_time=3\nboot_id=x\ntoken=none\n", "missing exe"},
+        {"instance=/s\npid=12\nstart_time=3\nboot_id=x\nuid=0\ntoken=none\n", "missing exe"},
         {"pid=12\nstart_time=3\n" + ok_tail, "missing instance"}, // a v0.1 record
         {"instance=/s\npid=abc\nstart_time=3\n" + ok_tail, "bad pid 'abc'"},
         {"instance=/s\npid=-5\nstart_time=3\n" + ok_tail, "bad pid"},
@@ -54,7 +55,8 @@ TEST_CASE("state record round-trips and rejects garbage", "[unit]") {
         {"instance=/s\npid=5\nstart_time=3\n" + ok_tail + "colour=blue\n", "unknown key 'colour'"},
         {"instance=/s\npid=5\npid=6\nstart_time=3\n" + ok_tail, "'pid' given twice"},
         {"instance=\npid=5\nstart_time=3\n" + ok_tail, "empty instance"},
-        {"instance=/s\npid=5\nstart_time=3\nboot_id=x\nexe=/x\ntoken=abc\n", "bad token"},
+        {"instance=/s\npid=5\nstart_time=3\nboot_id=x\nexe=/x\nuid=0\ntoken=abc\n", "bad token"},
+        {"instance=/s\npid=5\nstart_time=3\nboot_id=x\nexe=/x\nuid=-1\ntoken=none\n", "bad uid"},
         {"garbage\n", "expected key=value"},
     };
     for (const auto& r : bad) {
@@ -89,6 +91,9 @@ TEST_CASE("identity_mismatch tells a reused pid from the same process", "[unit]"
     other = rec;
     other.exe = "/usr/bin/sleep";
     CHECK(identity_mismatch(rec, other).find("runs /usr/bin/sleep") != std::string::npos);
+    other = rec;
+    other.uid = 65534;
+    CHECK(identity_mismatch(rec, other).find("runs as uid 65534") != std::string::npos);
     other = rec;
     other.exe = "/usr/bin/containerd (deleted)"; // upgraded on disk since: still ours
     CHECK(identity_mismatch(rec, other).empty());
