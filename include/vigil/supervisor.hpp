@@ -15,6 +15,7 @@
 #include "vigil/config.hpp"
 #include "vigil/control_backend.hpp"
 #include "vigil/health.hpp"
+#include "vigil/operator_hold.hpp"
 #include "vigil/output_capture.hpp"
 #include "vigil/process.hpp"
 #include "vigil/reaper.hpp"
@@ -77,7 +78,13 @@ public:
 
     // Control commands (see ControlBackend for their contracts).
     void start_command(ControlBackend::Reply reply);
-    void stop_command(std::optional<Duration> timeout, ControlBackend::Reply reply);
+    // A stop by the operator: the child stays stopped (the hold is recorded in the state
+    // dir and survives vigild's death) until start_command, until `hold_for` runs out
+    // (then it is started), or until clear_hold (vigild's clean stop).
+    void stop_command(std::optional<Duration> timeout, ControlBackend::Reply reply,
+                      std::optional<Duration> hold_for = std::nullopt, std::string reason = {});
+    void clear_hold();
+    bool held() const { return hold_.has_value(); }
     void restart_command(ControlBackend::Reply reply);
     CommandOutcome signal_command(int sig);
     CommandOutcome set_oom_score_command(OomScore score);
@@ -128,6 +135,9 @@ private:
     // actual score read back. Returns the write's failure, if any.
     Status apply_oom_score(bool write);
     void start_oom_follow();
+    void set_hold(std::optional<Duration> hold_for, std::string reason);
+    void arm_hold_expiry();
+    void on_hold_expired();
     void schedule_probe(Duration delay);
     void kill_for(std::string reason);
     void schedule_restart(const ExitStatus& status, std::string reason);
@@ -142,6 +152,8 @@ private:
     std::string instance_; // the state dir's canonical path: what records name
     NextSpawn next_;       // the token the next spawned child carries
     bool next_written_ = false;
+    std::optional<OperatorHold> hold_; // the operator's stop, while it lasts
+    unsigned hold_generation_ = 0;
     std::unique_ptr<HealthProber> prober_;
     OutputCapture output_;
     StateObserver observer_;
@@ -185,6 +197,7 @@ private:
     asio::steady_timer startup_timer_;
     asio::steady_timer first_start_timer_;
     asio::steady_timer dump_timer_;
+    asio::steady_timer hold_timer_;
 };
 
 } // namespace vigil

@@ -190,8 +190,12 @@ ReloadOutcome Daemon::do_reload() {
 }
 
 void Daemon::on_state_change(const StateChange& c) {
-    const std::string status = status_line(c.to, c.pid, c.restart_count);
-    if (c.to == ChildState::running && !ready_sent_) {
+    std::string status = status_line(c.to, c.pid, c.restart_count);
+    if (supervisor_.held() && c.to == ChildState::stopped)
+        status += ", held stopped by the operator (vigilctl start)";
+    // Held stopped at start, vigild is as ready as it will be.
+    if ((c.to == ChildState::running || (c.to == ChildState::stopped && supervisor_.held())) &&
+        !ready_sent_) {
         ready_sent_ = true;
         notifier_.ready(status);
     } else {
@@ -234,6 +238,9 @@ void Daemon::begin_shutdown(bool leave_child) {
             finish();
             return;
         }
+        // A clean stop of vigild ends the operator's hold too (DESIGN): the next vigild
+        // starts the child.
+        supervisor_.clear_hold();
         supervisor_.stop([this] { finish(); });
     };
     if (control_)

@@ -4,6 +4,7 @@
 #include "vigil/fs_util.hpp"
 #include "vigil/log.hpp"
 #include "vigil/oom.hpp"
+#include "vigil/operator_hold.hpp"
 #include "vigil/spawn.hpp"
 #include "vigil/state_record.hpp"
 
@@ -121,7 +122,7 @@ Supervisor::Supervisor(asio::io_context& io, Reaper& reaper, Config config,
                        std::unique_ptr<HealthProber> prober)
     : io_(io), reaper_(reaper), config_(std::move(config)), prober_(std::move(prober)), output_(io),
       backoff_timer_(io), stop_timer_(io), oom_timer_(io), probe_timer_(io), startup_timer_(io),
-      first_start_timer_(io), dump_timer_(io) {
+      first_start_timer_(io), dump_timer_(io), hold_timer_(io) {
     if (!prober_ && config_.health.kind == HealthKind::grpc)
         prober_ = std::make_unique<GrpcHealthProber>(io_, config_.health);
 }
@@ -182,9 +183,14 @@ void Supervisor::set_state(ChildState next, std::string reason) {
 // ---- starting ------------------------------------------------------------------------
 
 void Supervisor::start_initial() {
-    first_start_pending_ = true;
     instance_ = canonical_path(config_.daemon.state_dir);
-    if (health_enabled()) {
+    hold_ = read_hold(config_.daemon.state_dir);
+    if (hold_ && hold_->until && *hold_->until <= wall_now()) {
+        log::info("the operator's hold ran out while vigild was down: starting the child");
+        clear_hold();
+    }
+    first_start_pending_ = !hold_;
+    if (health_enabled() && !hold_) {
         first_start_timer_.expires_after(config_.health.startup_timeout);
         first_start_timer_.async_wait([this](const boost::system::error_code& ec) {
             if (!ec)
@@ -192,8 +198,15 @@ void Supervisor::start_initial() {
         });
     }
     std::string why_not;
-    if (adopt(why_not))
+    if (adopt(why_not)) {
+        if (hold_) {
+            // Stopped by the operator, but still alive (vigild died during the stop).
+            log::info("the child is {}: stopping the adopted child", hold_->describe());
+            stop([] {});
+            arm_hold_expiry();
+        }
         return;
+    }
     log::info("not adopting a child: {}", why_not);
     remove_child_records(config_.daemon.state_dir);
     // No live process carries the recorded next-spawn token (adopt() looked), so it may be
@@ -206,7 +219,72 @@ void Supervisor::start_initial() {
         next_ = NextSpawn{instance_, boot ? *boot : std::string(), new_spawn_token(), ""};
     }
     (void)prepare_next_spawn();
+    if (hold_) {
+        set_state(ChildState::stopped, "not started: " + hold_->describe());
+        arm_hold_expiry();
+        return;
+    }
     start_counted("vigild started");
+}
+
+void Supervisor::set_hold(std::optional<Duration> hold_for, std::string reason) {
+    OperatorHold h;
+    h.since = wall_now();
+    if (hold_for)
+        h.until = h.since + *hold_for;
+    h.reason = std::move(reason);
+    hold_ = h;
+    if (auto st = write_hold(config_.daemon.state_dir, h); !st)
+        log::error("failed to record the operator's hold (a vigild restart would start the "
+                   "child again): {}",
+                   st.error().message());
+    arm_hold_expiry();
+}
+
+void Supervisor::clear_hold() {
+    ++hold_generation_;
+    hold_timer_.cancel();
+    if (!hold_)
+        return;
+    hold_.reset();
+    remove_hold(config_.daemon.state_dir);
+}
+
+void Supervisor::arm_hold_expiry() {
+    const unsigned gen = ++hold_generation_;
+    hold_timer_.cancel();
+    if (!hold_ || !hold_->until)
+        return;
+    // Wall-clock: the hold outlives vigild, and so does its deadline.
+    hold_timer_.expires_after(std::chrono::duration_cast<Clock::duration>(
+        std::max(*hold_->until - wall_now(), SystemTime::duration::zero())));
+    hold_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
+        if (ec || gen != hold_generation_)
+            return;
+        on_hold_expired();
+    });
+}
+
+void Supervisor::on_hold_expired() {
+    const std::string what = hold_ ? hold_->describe() : std::string("the hold");
+    clear_hold();
+    switch (state_) {
+    case ChildState::stopped:
+        log::info("{} ran out: starting the child", what);
+        limiter_.reset();
+        backoff_attempt_ = 0;
+        start_counted("the operator's hold ran out");
+        return;
+    case ChildState::stopping: // a stop still in progress: start once it is stopped
+        restart_after_stop_ = true;
+        return;
+    case ChildState::starting:
+    case ChildState::running:
+    case ChildState::unhealthy:
+    case ChildState::backoff:
+    case ChildState::failed:
+        return;
+    }
 }
 
 void Supervisor::start_counted(std::string reason) {
@@ -819,7 +897,7 @@ void Supervisor::enter_failed(std::string reason) {
 
 void Supervisor::detach() {
     for (auto* t : {&backoff_timer_, &stop_timer_, &oom_timer_, &probe_timer_, &startup_timer_,
-                    &first_start_timer_, &dump_timer_})
+                    &first_start_timer_, &dump_timer_, &hold_timer_})
         t->cancel();
     awaited_probe_ = 0;
     ++generation_;
@@ -1034,6 +1112,7 @@ void Supervisor::answer_start_replies(const CommandOutcome& outcome) {
 }
 
 void Supervisor::start_command(ControlBackend::Reply reply) {
+    clear_hold();
     switch (state_) {
     case ChildState::stopped:
     case ChildState::failed:
@@ -1061,7 +1140,10 @@ void Supervisor::start_command(ControlBackend::Reply reply) {
     }
 }
 
-void Supervisor::stop_command(std::optional<Duration> timeout, ControlBackend::Reply reply) {
+void Supervisor::stop_command(std::optional<Duration> timeout, ControlBackend::Reply reply,
+                              std::optional<Duration> hold_for, std::string reason) {
+    // Recorded first: a vigild that dies during the stop must not start the child again.
+    set_hold(hold_for, std::move(reason));
     switch (state_) {
     case ChildState::stopped:
     case ChildState::failed:
@@ -1142,6 +1224,8 @@ StatusSnapshot Supervisor::status() const {
     StatusSnapshot s;
     s.state = std::string(to_string(state_));
     s.state_reason = state_reason_;
+    if (hold_ && (state_ == ChildState::stopped || state_ == ChildState::stopping))
+        s.state_reason += "; " + hold_->describe();
     s.state_since = state_since_;
     if (child_) {
         s.pid = child_->pid;
