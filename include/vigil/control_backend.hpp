@@ -62,11 +62,17 @@ struct StatusSnapshot {
     std::string child_user;                                        // "nobody (65534)", "root (0)"
     std::string child_working_directory;                           // its cwd
     std::vector<std::pair<std::string, std::string>> child_limits; // [child.limits] keys: value
+    std::optional<SystemTime> next_start_at; // backoff: when the next start comes
+    // The operator's hold (vigilctl stop), while it lasts.
+    bool held = false;
+    std::optional<SystemTime> held_since;
+    std::optional<SystemTime> held_until;
+    std::string hold_reason;
 };
 
 // One entry of the event stream. `seq` increases by one per event, from 1.
 struct Event {
-    enum class Kind { state, exit, health, oom, reload };
+    enum class Kind { state, exit, health, oom, reload, signal };
     std::uint64_t seq = 0;
     SystemTime time;
     Kind kind = Kind::state;

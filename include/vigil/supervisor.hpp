@@ -154,6 +154,7 @@ private:
     bool next_written_ = false;
     std::optional<OperatorHold> hold_; // the operator's stop, while it lasts
     unsigned hold_generation_ = 0;
+    SystemTime next_start_at_{}; // backoff: when the restart is due
     std::unique_ptr<HealthProber> prober_;
     OutputCapture output_;
     StateObserver observer_;

@@ -121,6 +121,15 @@ v1::StatusReply to_proto(const StatusSnapshot& s) {
     out.set_state(valid_utf8(s.state));
     out.set_state_reason(valid_utf8(s.state_reason));
     out.set_state_since(format_rfc3339(s.state_since));
+    if (s.next_start_at)
+        out.set_next_start_at(format_rfc3339(s.next_start_at));
+    auto& hold = *out.mutable_hold();
+    hold.set_active(s.held);
+    if (s.held_since)
+        hold.set_since(format_rfc3339(s.held_since));
+    if (s.held_until)
+        hold.set_until(format_rfc3339(s.held_until));
+    hold.set_reason(valid_utf8(s.hold_reason));
     out.set_pid(s.pid);
     out.set_adopted(s.adopted);
     out.set_started_at(format_rfc3339(s.started_at));

@@ -279,6 +279,23 @@ std::string format_status(const v1::StatusReply& s, SystemTime now) {
         state +=
             fmt::format(" since {}{}", format_local_time(s.state_since()), ago(s.state_since()));
     line("State", state);
+    if (s.hold().active()) {
+        std::string hold = "stopped by the operator";
+        if (!s.hold().reason().empty())
+            hold += fmt::format(" ({})", s.hold().reason());
+        if (!s.hold().since().empty())
+            hold += " since " + format_local_time(s.hold().since());
+        hold += s.hold().until().empty() ? "; stays stopped until `vigilctl start`"
+                                         : "; held until " + format_local_time(s.hold().until());
+        line("Hold", hold);
+    }
+    if (!s.next_start_at().empty()) {
+        std::string when = format_local_time(s.next_start_at());
+        if (auto t = parse_rfc3339(s.next_start_at()); t && *t > now)
+            when += fmt::format(" (in {})",
+                                format_uptime(std::chrono::duration_cast<Duration>(*t - now)));
+        line("Next start", when);
+    }
 
     if (s.pid() != 0) {
         line("PID", fmt::format("{}{}", s.pid(), s.adopted() ? " (adopted)" : ""));

@@ -71,6 +71,8 @@ std::string_view to_string(Event::Kind k) {
         return "oom";
     case Event::Kind::reload:
         return "reload";
+    case Event::Kind::signal:
+        return "signal";
     }
     return "?";
 }
@@ -174,7 +176,7 @@ void Supervisor::set_state(ChildState next, std::string reason) {
     e.from_state = std::string(to_string(prev));
     e.to_state = std::string(to_string(next));
     e.pid = child_pid();
-    e.message = fmt::format("state {} -> {} ({})", e.from_state, e.to_state, reason);
+    e.message = fmt::format("{} -> {} ({})", e.from_state, e.to_state, reason);
     emit(std::move(e));
     if (observer_)
         observer_(StateChange{prev, next, std::move(reason), child_pid(), restart_count_});
@@ -736,7 +738,9 @@ void Supervisor::schedule_restart(const ExitStatus& status, std::string reason) 
 }
 
 void Supervisor::enter_backoff(Duration delay, std::string reason) {
-    set_state(ChildState::backoff, fmt::format("{}; restarting in {}", reason, ms(delay)));
+    next_start_at_ = wall_now() + delay;
+    set_state(ChildState::backoff,
+              fmt::format("{}; restarting in {}", reason, format_duration(delay)));
     const unsigned gen = generation_;
     backoff_timer_.expires_after(delay);
     backoff_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
@@ -960,7 +964,9 @@ Status Supervisor::apply_oom_score(bool write) {
         e.kind = Event::Kind::oom;
         e.pid = child_->pid;
         e.oom_score = *actual;
-        e.message = fmt::format("oom_score_adj of pid {} is {}", child_->pid, *actual);
+        e.message = result ? fmt::format("oom_score_adj of pid {} is {}", child_->pid, *actual)
+                           : fmt::format("failed to set oom_score_adj {} for pid {}; it stays {}",
+                                         target, child_->pid, *actual);
         emit(std::move(e));
     }
     return result;
@@ -1156,9 +1162,13 @@ void Supervisor::stop_command(std::optional<Duration> timeout, ControlBackend::R
     case ChildState::unhealthy:
     case ChildState::stopping:
         stop(
-            [this, reply = std::move(reply)] {
-                reply(CommandOutcome::success(last_exit_ ? "stopped: " + describe(*last_exit_)
-                                                         : "stopped"));
+            [this, reply = std::move(reply), had_child = child_ != nullptr] {
+                // Only a child that was running when asked has an exit to tell about; in
+                // back-off the last exit is the earlier crash's.
+                reply(CommandOutcome::success(
+                    had_child && last_exit_
+                        ? "stopped: " + describe(*last_exit_)
+                        : "stopped (it was waiting to restart; no child was running)"));
             },
             timeout);
         return;
@@ -1196,6 +1206,11 @@ CommandOutcome Supervisor::signal_command(int sig) {
                                           child_->pid, st.error().code.message())};
     log::info("sent {} to child pid {} (requested over the control socket)", signal_name(sig),
               child_->pid);
+    Event e;
+    e.kind = Event::Kind::signal;
+    e.pid = child_->pid;
+    e.message = fmt::format("sent {} to pid {} (vigilctl kill)", signal_name(sig), child_->pid);
+    emit(std::move(e));
     return CommandOutcome::success(fmt::format("sent {} to pid {}", signal_name(sig), child_->pid));
 }
 
@@ -1209,12 +1224,18 @@ CommandOutcome Supervisor::set_oom_score_command(OomScore score) {
         return CommandOutcome::success(
             fmt::format("oom_score_adj {} applies to the next child", to_string(score)));
     auto st = apply_oom_score(true);
-    start_oom_follow();
     if (!st) {
+        // The write failed, so the child's score did not change: only the setting goes
+        // back (apply_oom_score already reported the failure, once).
         config_.child.oom_score_adj = before;
-        (void)apply_oom_score(true);
+        if (auto own = read_oom_score(0); before.inherit && own)
+            last_applied_oom_ = *own;
+        else if (!before.inherit)
+            last_applied_oom_ = before.value;
+        start_oom_follow();
         return CommandOutcome::precondition(st.error().message());
     }
+    start_oom_follow();
     auto actual = read_oom_score(child_->pid, child_->pidfd.get());
     return CommandOutcome::success(fmt::format("oom_score_adj of pid {} is now {}", child_->pid,
                                                actual ? std::to_string(*actual) : "unknown"));
@@ -1224,8 +1245,14 @@ StatusSnapshot Supervisor::status() const {
     StatusSnapshot s;
     s.state = std::string(to_string(state_));
     s.state_reason = state_reason_;
-    if (hold_ && (state_ == ChildState::stopped || state_ == ChildState::stopping))
-        s.state_reason += "; " + hold_->describe();
+    if (hold_) {
+        s.held = true;
+        s.held_since = hold_->since;
+        s.held_until = hold_->until;
+        s.hold_reason = hold_->reason;
+    }
+    if (state_ == ChildState::backoff)
+        s.next_start_at = next_start_at_;
     s.state_since = state_since_;
     if (child_) {
         s.pid = child_->pid;
@@ -1238,10 +1265,13 @@ StatusSnapshot Supervisor::status() const {
     s.last_exit = last_exit_;
     s.last_exit_at = last_exit_at_;
     s.health_enabled = health_enabled();
-    s.consecutive_health_failures = consecutive_failures_;
-    s.last_health_check = last_health_at_;
-    if (last_health_)
-        s.last_health_result = last_health_->describe();
+    // Health describes the child there is, not the last one: nothing without a child.
+    if (child_) {
+        s.consecutive_health_failures = consecutive_failures_;
+        s.last_health_check = last_health_at_;
+        if (last_health_)
+            s.last_health_result = last_health_->describe();
+    }
     s.oom_configured = config_.child.oom_score_adj;
     s.child_binary = config_.child.binary;
     if (child_ && !child_->differs.empty())

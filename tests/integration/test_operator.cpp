@@ -1,0 +1,90 @@
+// What an operator sees (issue 9 #3, #7): status never shows old data as current, a stop
+// in back-off does not report the earlier crash as its result, and events say what
+// happened (a failed oom-score once, a kill at all, states without "state state").
+#include "harness.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <csignal>
+
+using namespace vt;
+
+namespace {
+
+std::string ctl(const TempDir& dir, const Vigild& v, const std::vector<std::string>& args,
+                const std::string& out, int* code = nullptr) {
+    std::vector<std::string> argv{VIGILCTL_PATH, "--socket", v.state_dir() + "/vigild.sock"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Process p(argv, dir / out);
+    auto c = p.wait_exit();
+    if (code)
+        *code = c.value_or(-1);
+    return p.output();
+}
+
+} // namespace
+
+TEST_CASE("status in back-off: no stale health, when the next start comes; stop says no child "
+          "ran",
+          "[e2e][operator]") {
+    become_subreaper();
+    TempDir dir;
+    // Healthy for a while, then it crashes; the restart waits 30s (back-off).
+    Vigild v(dir, fake_child_table({"--socket", dir / "child.sock", "--crash-after", "600"}) +
+                      "[health]\naddress = \"unix://" + dir / "child.sock" +
+                      "\"\ninterval = \"100ms\"\n[restart]\nreset_after = \"1h\"\n"
+                      "backoff_initial = \"30s\"\nbackoff_max = \"30s\"\n");
+    REQUIRE(v.wait_log("-> running"));
+    // First death after a healthy run: restarted at once; the second waits 30s.
+    REQUIRE(v.wait_log("restart #1"));
+    REQUIRE(v.wait_log("restarting in 30s"));
+    const std::string status = ctl(dir, v, {"status"}, "status.out");
+    INFO(status);
+    CHECK(status.find("PID: none") != std::string::npos);
+    CHECK(status.find("SERVING") == std::string::npos); // no health without a child
+    CHECK(status.find("Next start: ") != std::string::npos);
+    CHECK(status.find("(in 2") != std::string::npos); // in 2Xs
+    int code = 0;
+    const std::string stop = ctl(dir, v, {"stop"}, "stop.out", &code);
+    CHECK(code == 0);
+    CHECK(stop.find("no child was running") != std::string::npos);
+    CHECK(stop.find("killed by") == std::string::npos);
+    v.process().signal(SIGTERM);
+    REQUIRE(v.process().wait_exit() == 0);
+}
+
+TEST_CASE("events: a failed oom-score once, a kill, state lines without \"state state\"",
+          "[e2e][operator]") {
+    become_subreaper();
+    TempDir dir;
+    Vigild v(dir, fake_child_table({"--stamp-file", dir / "stamps"}, "oom_score_adj = 300\n") +
+                      "[health]\nkind = \"none\"\n");
+    REQUIRE(v.wait_log("-> running"));
+    Process events({VIGILCTL_PATH, "--socket", v.state_dir() + "/vigild.sock", "events"},
+                   dir / "events.out");
+    REQUIRE(wait_until([&] { return file_exists(dir / "events.out"); }));
+    REQUIRE(v.wait_log("oom_score_adj of child pid"));
+    // Make sure the watcher is subscribed: a reload event must reach it.
+    REQUIRE(wait_until([&] {
+        ctl(dir, v, {"reload"}, "reload.out");
+        return events.wait_output("reload:", std::chrono::milliseconds(500));
+    }));
+    int code = 0;
+    ctl(dir, v, {"oom-score", "-100"}, "oom.out", &code); // needs CAP_SYS_RESOURCE: fails
+    CHECK(code == 1);
+    ctl(dir, v, {"kill", "SIGCONT"}, "kill.out", &code);
+    CHECK(code == 0);
+    REQUIRE(events.wait_output("signal: sent SIGCONT"));
+    const std::string out = events.output();
+    INFO(out);
+    size_t oom_events = 0;
+    for (size_t p = out.find(" oom: "); p != std::string::npos; p = out.find(" oom: ", p + 1))
+        ++oom_events;
+    CHECK(oom_events == 1);
+    CHECK(out.find("failed to set oom_score_adj -100") != std::string::npos);
+    CHECK(out.find("it stays 300") != std::string::npos);
+    CHECK(out.find("state: state") == std::string::npos);
+    events.signal(SIGTERM);
+    v.process().signal(SIGTERM);
+    REQUIRE(v.process().wait_exit() == 0);
+}
