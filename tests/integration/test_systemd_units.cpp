@@ -11,10 +11,7 @@ using namespace vt;
 namespace {
 
 std::string source_dir() {
-    std::string f = __FILE__; // .../tests/integration/test_systemd_units.cpp
-    for (int i = 0; i < 3; ++i)
-        f = f.substr(0, f.rfind('/'));
-    return f;
+    return VIGIL_SOURCE_DIR; // from CMake: a package build maps __FILE__ to relative paths
 }
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {

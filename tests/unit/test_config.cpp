@@ -16,8 +16,8 @@ using Catch::Matchers::StartsWith;
 
 namespace {
 
-const std::filesystem::path project_dir =
-    std::filesystem::path(__FILE__).parent_path().parent_path().parent_path();
+// From CMake, not __FILE__: a package build maps source paths to relative ones.
+const std::filesystem::path project_dir = VIGIL_SOURCE_DIR;
 
 std::string error_of(std::string_view doc) {
     auto result = parse_config(doc, "test.toml");
