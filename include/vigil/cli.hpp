@@ -35,4 +35,8 @@ std::string vigild_help();
 // validates what the flags set, expands ${state_dir}/${root_dir}.
 std::variant<Config, ConfigError> load_effective_config(const Flags& flags);
 
+// What load_effective_config() does once the file is read: applies the flags to `config`,
+// expands ${state_dir}/${root_dir} and runs check_expanded_config().
+std::variant<Config, ConfigError> apply_flags(Config config, const Flags& flags);
+
 } // namespace vigil
