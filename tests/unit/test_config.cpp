@@ -922,7 +922,7 @@ TEST_CASE("nesting deeper than kMaxConfigDepth is refused before the parser recu
     }
 }
 
-TEST_CASE("nesting up to kMaxConfigDepth is accepted, and only real nesting counts",
+TEST_CASE("nesting up to kMaxConfigDepth is accepted and only real nesting counts",
           "[config][bounds]") {
     // [child.config.k1...k29] is at depth 31, its x at 32.
     std::string header = "[child.config" + repeated(".k", 29) + "]\n";
@@ -995,7 +995,7 @@ TEST_CASE("load_config reads regular files only and never blocks", "[config][bou
     }
 }
 
-TEST_CASE("strings that become paths, argv or environment are bounded", "[config][bounds]") {
+TEST_CASE("strings that become paths or argv or environment are bounded", "[config][bounds]") {
     const std::string path(kMaxPathLength + 1, 'p');
     const std::string arg(kMaxArgLength + 1, 'a');
     const std::string name(kMaxNameLength + 1, 'n');
@@ -1036,7 +1036,7 @@ TEST_CASE("strings that become paths, argv or environment are bounded", "[config
     CHECK(c.daemon.state_dir.size() == kMaxPathLength);
 }
 
-TEST_CASE("a 100 KB signal name or value is a short, clean config error", "[config][bounds]") {
+TEST_CASE("a 100 KB signal name or value is a short and clean config error", "[config][bounds]") {
     const std::string huge(100 * 1024, 'X');
     CHECK_FALSE(parse_signal(huge).has_value());
     CHECK_FALSE(parse_signal("SIG" + huge).has_value());
@@ -1093,7 +1093,7 @@ TEST_CASE("grpc_target_problem takes gRPC's target forms and refuses a bare path
     CHECK_THAT(*grpc_target_problem(long_path), Contains("longer than the 107"));
 }
 
-TEST_CASE("the expanded config is checked: health address, lengths, rendered size",
+TEST_CASE("the expanded config is checked: health address and lengths and rendered size",
           "[config][bounds]") {
     SECTION("a bare path as the grpc health address, from the file or the flag") {
         Config c = parsed("[health]\naddress = \"${state_dir}/containerd.sock\"\n");
