@@ -136,6 +136,11 @@ struct ConfigError {
 // On success every key has been type- and range-checked. The text is checked against
 // kMaxConfigSize, kMaxConfigDepth and kMaxKeyLength before the TOML parser sees it.
 std::variant<Config, ConfigError> parse_config(std::string_view toml_text, std::string_view source);
+// What parse_config() checks before the TOML parser sees `text`: its size, its nesting
+// depth and key lengths, and that non-ASCII bytes are only in strings and comments (as
+// TOML wants them). One pass, no recursion; nullopt when the parser may have the text.
+std::optional<ConfigError> check_config_text(std::string_view text, std::string_view source);
+
 // Reads and parses a file. A missing file is an error here; the caller decides whether a
 // missing default file means "defaults alone". Only a regular file of at most
 // kMaxConfigSize bytes is read; it is opened with O_NONBLOCK, so a FIFO cannot block.

@@ -221,11 +221,15 @@ void expand_tree(toml::node& node, const DaemonConfig& d) {
             expand_tree(v, d);
 }
 
-// Where a document first nests deeper than kMaxConfigDepth or has a key longer than
-// kMaxKeyLength, found with a single pass that needs no recursion, before the TOML parser
-// (which recurses on nesting, as does everything that walks the parsed tree) sees the
-// text. Depth counts keys and array indices from the root: `[a.b]` is a table at depth 2,
-// `c.d = [ { e = 1 } ]` in it puts the array at 4, the inline table at 5 and e at 6.
+// Where a document first nests deeper than kMaxConfigDepth, has a key longer than
+// kMaxKeyLength or a non-ASCII byte outside strings and comments, found with a single pass
+// that needs no recursion, before the TOML parser (which recurses on nesting, as does
+// everything that walks the parsed tree) sees the text. Depth counts keys and array
+// indices from the root: `[a.b]` is a table at depth 2, `c.d = [ { e = 1 } ]` in it puts
+// the array at 4, the inline table at 5 and e at 6. Non-ASCII text is valid TOML only in
+// strings and comments; elsewhere toml++ 3.3 classifies it with a function that reaches
+// __builtin_unreachable() for some code points (U+00A1..U+0499 among them: undefined
+// behaviour, found by fuzz_config), so it never gets there.
 // Text the scan does not understand is skipped: the parser reports what is wrong with it.
 class NestingScan {
 public:
@@ -238,10 +242,14 @@ public:
 
     std::optional<Problem> run() {
         int table_depth = 0; // of the last [header]
-        while (!done()) {
+        if (text_.starts_with("\xEF\xBB\xBF"))
+            at_ = 3; // a UTF-8 byte order mark
+        while (!done() && !problem_) {
             skip_blanks();
-            if (peek() == '\n' || peek() == '\r' || peek() == '#') {
-                skip_line();
+            if (peek() == '#')
+                skip_comment();
+            if (peek() == '\n' || peek() == '\r') {
+                advance();
                 continue;
             }
             if (peek() == '[') {
@@ -275,7 +283,7 @@ public:
             if (problem_)
                 return problem_;
         }
-        return std::nullopt;
+        return problem_;
     }
 
 private:
@@ -285,6 +293,10 @@ private:
     }
     toml::source_position pos() const { return {line_, column_}; }
     void advance() {
+        if (!in_text_ && static_cast<unsigned char>(text_[at_]) >= 0x80 && !problem_)
+            problem_ = Problem{pos(), "a non-ASCII character outside a string or comment "
+                                      "(TOML keys and values other than strings are ASCII); "
+                                      "quote it"};
         if (text_[at_] == '\n') {
             ++line_;
             column_ = 1;
@@ -297,19 +309,31 @@ private:
         while (peek() == ' ' || peek() == '\t')
             advance();
     }
-    void skip_line() {
-        while (!done() && peek() != '\n')
+    void skip_scalar() {
+        while (!done() && std::string_view(" \t\r\n,]}#[{").find(peek()) == std::string_view::npos)
             advance();
+    }
+    // To the end of the line: what the parser will refuse anyway, or a comment.
+    void skip_line() {
+        while (!done() && peek() != '\n' && peek() != '#')
+            advance();
+        skip_comment();
         if (!done())
             advance();
+    }
+    // From '#' to the end of the line.
+    void skip_comment() {
+        in_text_ = true;
+        while (!done() && peek() != '\n')
+            advance();
+        in_text_ = false;
     }
     // Blanks, newlines and comments: what may come between an array's elements.
     void skip_blanks_and_lines() {
         for (;;) {
             skip_blanks();
             if (peek() == '#')
-                while (!done() && peek() != '\n')
-                    advance();
+                skip_comment();
             if (peek() != '\n' && peek() != '\r')
                 return;
             advance();
@@ -323,6 +347,11 @@ private:
     // A string of any of TOML's four kinds, quote to quote (or to the end of the line for
     // an unterminated single-line string).
     void skip_string() {
+        in_text_ = true;
+        skip_string_body();
+        in_text_ = false;
+    }
+    void skip_string_body() {
         const char q = peek();
         if (peek(1) == q && peek(2) == q) {
             for (int i = 0; i < 3; ++i)
@@ -442,9 +471,14 @@ private:
                 skip_string();
             } else {
                 // A number, date, boolean or something the parser will refuse.
-                while (!done() &&
-                       std::string_view(" \t\r\n,]}#[{").find(peek()) == std::string_view::npos)
+                const size_t start = at_;
+                skip_scalar();
+                // A date-time may have a space for its 'T': 1979-05-27 07:32:00Z.
+                if (at_ - start == 10 && text_[start + 4] == '-' && text_[start + 7] == '-' &&
+                    peek() == ' ' && peek(1) >= '0' && peek(1) <= '9') {
                     advance();
+                    skip_scalar();
+                }
             }
             // After a value: close containers, or go on to the next element or member.
             for (;;) {
@@ -486,6 +520,7 @@ private:
 
     std::string_view text_;
     size_t at_ = 0;
+    bool in_text_ = false; // inside a string or a comment: any UTF-8 is fine
     toml::source_index line_ = 1;
     toml::source_index column_ = 1;
     std::optional<Problem> problem_;
@@ -1096,14 +1131,20 @@ std::string_view to_string(RestartPolicy p) {
     return "always";
 }
 
-std::variant<Config, ConfigError> parse_config(std::string_view toml_text,
-                                               std::string_view source) {
-    if (toml_text.size() > kMaxConfigSize)
+std::optional<ConfigError> check_config_text(std::string_view text, std::string_view source) {
+    if (text.size() > kMaxConfigSize)
         return ConfigError{fmt::format("{}: {} bytes, more than the {} bytes a config may have",
-                                       source, toml_text.size(), kMaxConfigSize)};
-    if (auto problem = NestingScan(toml_text).run())
+                                       source, text.size(), kMaxConfigSize)};
+    if (auto problem = NestingScan(text).run())
         return ConfigError{fmt::format("{}:{}:{}: {}", source, problem->at.line, problem->at.column,
                                        problem->what)};
+    return std::nullopt;
+}
+
+std::variant<Config, ConfigError> parse_config(std::string_view toml_text,
+                                               std::string_view source) {
+    if (auto error = check_config_text(toml_text, source))
+        return *error;
     try {
         toml::table root = toml::parse(toml_text, source);
         return read_config(root, source);

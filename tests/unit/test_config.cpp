@@ -1149,3 +1149,37 @@ TEST_CASE("the expanded config is checked: health address and lengths and render
         CHECK_THAT(std::get<FlagsError>(parsed_flags).message, Contains("at most 4095"));
     }
 }
+
+TEST_CASE("non-ASCII text outside strings and comments is refused before toml++ sees it",
+          "[config][bounds]") {
+    // toml++ 3.3 reaches __builtin_unreachable() classifying some code points outside
+    // strings (found by fuzz_config under UBSan); TOML allows them only in strings and
+    // comments, so the pre-scan refuses the rest with a position.
+    const std::pair<std::string, std::string> cases[] = {
+        {"[child.config]\nx\xd2\x8d = 1\n", "test.toml:2:2: "},
+        {"[child.config]\nx = 1 \xe3\x80\x81\n", "test.toml:2:7: "},
+        {"[c.q\xd2\x8d\xd1\x8c]\nx = 0\n", "test.toml:1:5: "},
+        {"[child.config]\nx = [1, \xc2\xa0 2]\n", "test.toml:2:9: "},
+    };
+    for (const auto& [doc, prefix] : cases) {
+        CAPTURE(doc);
+        CHECK_THAT(error_of(doc),
+                   StartsWith(prefix) && Contains("non-ASCII character outside a string"));
+    }
+    // In strings, comments and after a byte order mark: fine.
+    Config c = parsed("\xEF\xBB\xBF# \xd2\x8d comment\n[child.config] # \xe3\x80\x81\n"
+                      "\"k\xd2\x8d\" = \"v\xd2\x8d\" # \xc2\xa0\n"
+                      "m = '''\n\xd2\x8d\n'''\n");
+    CHECK(c.child.config["k\xd2\x8d"].value<std::string>() == "v\xd2\x8d");
+}
+
+TEST_CASE("the pre-scan follows date-times written with a space", "[config][bounds]") {
+    // A date-time may have a space for its 'T'; the scan must not lose its place there,
+    // or nesting after it would go uncounted.
+    Config c = parsed("[child.config]\nd = [1979-05-27 07:32:00Z, 1979-05-27]\n"
+                      "t = { a = 1979-05-27 07:32:00Z }\n");
+    CHECK(c.child.config["d"].as_array()->size() == 2);
+    CHECK_THAT(error_of("[child.config]\nd = [1979-05-27 07:32:00Z,\n" + repeated("[", 40) +
+                        repeated("]", 40) + "]\n"),
+               StartsWith("test.toml:3:") && Contains("nested deeper than"));
+}
