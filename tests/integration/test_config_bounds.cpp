@@ -95,3 +95,25 @@ TEST_CASE("a FIFO or a device as the config file is refused at once", "[e2e][bou
         CHECK(p.output().find(path + ": not a regular file") != std::string::npos);
     }
 }
+
+TEST_CASE("a bare path as the health address is a config error, from the file or the flag",
+          "[e2e][bounds]") {
+    TempDir dir;
+    const std::string conf = dir / "bare.toml";
+    write_file(conf, daemon_table(dir) + "[health]\naddress = \"${state_dir}/c.sock\"\n");
+    {
+        Process p({VIGILD_PATH, "--check-config", "--config", conf}, dir / "file.log");
+        REQUIRE(p.wait_exit() == 78);
+        CHECK(p.output().find(conf + ": health.address: \"" + dir / "state/c.sock" +
+                              "\": a path is not a gRPC target") != std::string::npos);
+        CHECK(p.output().find("write unix://PATH") != std::string::npos);
+    }
+    {
+        Process p({VIGILD_PATH, "--check-config", "--state-dir", dir / "s", "--health-address",
+                   dir / "c.sock"},
+                  dir / "flag.log");
+        REQUIRE(p.wait_exit() == 78);
+        CHECK(p.output().find("--health-address: ") != std::string::npos);
+        CHECK(p.output().find("write unix://PATH") != std::string::npos);
+    }
+}
