@@ -705,16 +705,38 @@ public:
         }
     }
 
-    // Every string inside [child.config], however deep.
-    void check_tree(const toml::node& n, const std::string& key_path) const {
-        if (n.is_string())
-            check_string(n, key_path, vars, kMaxConfigSize);
-        else if (const auto* t = n.as_table())
-            for (auto&& [k, v] : *t)
-                check_tree(v, join_path(key_path, k.str()));
-        else if (const auto* a = n.as_array())
-            for (size_t i = 0; i < a->size(); ++i)
-                check_tree((*a)[i], fmt::format("{}[{}]", key_path, i));
+    // Every string inside [child.config], however deep (at most kMaxConfigDepth). The
+    // key path of a value is put together only for a message: building it for every
+    // value would cost the path's length per value (seconds for a 1 MiB file).
+    void check_tree(const toml::node& root, const std::string& key_path) const {
+        // Keys (index == npos) and array indices from key_path down to the current node.
+        std::vector<std::pair<std::string_view, size_t>> below;
+        auto path_of = [&] {
+            std::string path = key_path;
+            for (const auto& [key, index] : below)
+                path = index == std::string_view::npos ? join_path(path, key)
+                                                       : fmt::format("{}[{}]", path, index);
+            return path;
+        };
+        auto walk = [&](auto& self, const toml::node& n) -> void {
+            if (const auto* s = n.as_string()) {
+                if (auto what = check_placeholders(s->get()); !what.empty())
+                    fail(n.source(), path_of(), what);
+            } else if (const auto* t = n.as_table()) {
+                for (auto&& [k, v] : *t) {
+                    below.emplace_back(k.str(), std::string_view::npos);
+                    self(self, v);
+                    below.pop_back();
+                }
+            } else if (const auto* a = n.as_array()) {
+                for (size_t i = 0; i < a->size(); ++i) {
+                    below.emplace_back(std::string_view(), i);
+                    self(self, (*a)[i]);
+                    below.pop_back();
+                }
+            }
+        };
+        walk(walk, root);
     }
 
 private:
