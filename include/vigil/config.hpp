@@ -12,6 +12,7 @@
 #include <toml++/toml.h>
 
 #include <chrono>
+#include <cstddef>
 #include <map>
 #include <optional>
 #include <string>
@@ -24,13 +25,34 @@ namespace vigil {
 
 using Duration = std::chrono::milliseconds;
 
+// Bounds on what a config may hold (docs/configuration.md, "Limits"). Every input path is
+// bounded before it can cost stack, memory or time: a file or text beyond one of these is
+// a config error, never a crash.
+// The config file: a regular file of at most this many bytes.
+inline constexpr std::size_t kMaxConfigSize = 1024 * 1024;
+// Keys and array indices from the document root to the deepest value: [child.config.grpc]
+// address is 4 deep, containerd's deepest keys about 8. Tables, arrays, inline tables and
+// dotted keys all count; checked before the TOML parser (which recurses) sees the text.
+inline constexpr int kMaxConfigDepth = 32;
+// One key of a dotted path (a bare or quoted key).
+inline constexpr std::size_t kMaxKeyLength = 1024;
+// Paths (state_dir, root_dir, control_socket, binary, the health address): PATH_MAX - 1.
+inline constexpr std::size_t kMaxPathLength = 4095;
+// One argv or environment string ("NAME=value"): the kernel's MAX_ARG_STRLEN - 1.
+inline constexpr std::size_t kMaxArgLength = 128 * 1024 - 1;
+// Names: a group, a file name inside state_dir, a gRPC service, an enum or a duration.
+inline constexpr std::size_t kMaxNameLength = 255;
+// The path of a unix socket (sockaddr_un.sun_path without its NUL).
+inline constexpr std::size_t kMaxUnixSocketPath = 107;
+
 // "250ms", "3s", "5m", "1h" (and combinations such as "1m30s"). Returns nullopt on a
 // malformed string; negative values cannot be written.
 std::optional<Duration> parse_duration(std::string_view s);
 // The shortest exact spelling: 1500ms -> "1500ms", 3000ms -> "3s", 300000ms -> "5m".
 std::string format_duration(Duration d);
 
-// "SIGTERM", "TERM", "15" -> 15. nullopt for unknown names or numbers outside 1..64.
+// "SIGTERM", "TERM", "15" -> 15. nullopt for unknown names or numbers outside 1..64, and
+// for anything longer than a signal name can be.
 std::optional<int> parse_signal(std::string_view s);
 // 15 -> "SIGTERM"; a realtime or unknown number -> "SIG<number>".
 std::string signal_name(int sig);
@@ -122,17 +144,40 @@ struct ConfigError {
 };
 
 // Parses a TOML document. `source` names it in messages (the path).
-// On success every key has been type- and range-checked.
+// On success every key has been type- and range-checked. The text is checked against
+// kMaxConfigSize, kMaxConfigDepth and kMaxKeyLength before the TOML parser sees it.
 std::variant<Config, ConfigError> parse_config(std::string_view toml_text, std::string_view source);
+// What parse_config() checks before the TOML parser sees `text`: its size, its nesting
+// depth and key lengths, and that non-ASCII bytes are only in strings and comments (as
+// TOML wants them). One pass, no recursion; nullopt when the parser may have the text.
+std::optional<ConfigError> check_config_text(std::string_view text, std::string_view source);
+
 // Reads and parses a file. A missing file is an error here; the caller decides whether a
-// missing default file means "defaults alone".
+// missing default file means "defaults alone". Only a regular file of at most
+// kMaxConfigSize bytes is read; it is opened with O_NONBLOCK, so a FIFO cannot block.
 std::variant<Config, ConfigError> load_config(const std::string& path);
+
+// What is wrong with `target` as the address of a gRPC health check; nullopt when it is a
+// gRPC target vigild can dial: unix:/ABS, unix:///ABS, unix-abstract:NAME,
+// dns:[//AUTHORITY/]HOST[:PORT], ipv4:ADDR[:PORT][,...], ipv6:ADDR|[ADDR]:PORT[,...], or
+// HOST:PORT. A bare path is refused (gRPC would resolve it through DNS, forever).
+std::optional<std::string> grpc_target_problem(std::string_view target);
+
+// What can be checked only once ${state_dir}/${root_dir} are expanded (expand_config()):
+// the lengths of the expanded paths, the health address as a gRPC target (for the grpc
+// kind), and the size of [child.config] rendered by format_toml(). Messages start with
+// "`origin`: " for the address (the flag or the file it came from) and with
+// config.source otherwise.
+std::optional<ConfigError> check_expanded_config(const Config& config,
+                                                 std::string_view address_origin);
 
 // Replaces ${state_dir} and ${root_dir} in control_socket, health.address, child.args and
 // every string inside child.config (recursively).
 void expand_config(Config& config);
 
-// A TOML document as vigild writes it (the child's config file): basic strings.
+// A TOML document as vigild writes it (the child's config file): basic strings. The
+// table's depth is bounded by kMaxConfigDepth (it comes from parse_config()), and so is
+// the formatter's recursion.
 std::string format_toml(const toml::table& table);
 
 // The configuration as TOML, every key present (what --check-config prints).

@@ -112,9 +112,14 @@ std::variant<Flags, FlagsError> parse_flags(int argc, const char* const* argv) {
                                       "-1000..1000 or inherit",
                                       *f.oom_score_adjust)};
     for (auto* s : {&f.state_dir, &f.root_dir, &f.child_binary, &f.control_socket,
-                    &f.health_address, &f.config_path})
+                    &f.health_address, &f.config_path}) {
         if (*s && (*s)->empty())
             return FlagsError{"an option was given an empty value"};
+        if (*s && (*s)->size() > kMaxPathLength)
+            return FlagsError{fmt::format("an option was given a value of {} bytes; paths and "
+                                          "addresses may have at most {}",
+                                          (*s)->size(), kMaxPathLength)};
+    }
     return f;
 }
 
@@ -131,6 +136,10 @@ std::variant<Config, ConfigError> load_effective_config(const Flags& flags, cons
             return *err;
         config = std::move(std::get<Config>(loaded));
     }
+    return apply_flags(std::move(config), flags);
+}
+
+std::variant<Config, ConfigError> apply_flags(Config config, const Flags& flags) {
     if (flags.state_dir)
         config.daemon.state_dir = *flags.state_dir;
     if (flags.root_dir)
@@ -163,6 +172,11 @@ std::variant<Config, ConfigError> load_effective_config(const Flags& flags, cons
         config.daemon.root_dir = in_use->root_dir;
     }
     expand_config(config);
+    const std::string address_origin = flags.health_address
+                                           ? std::string("--health-address")
+                                           : fmt::format("{}: health.address", config.source);
+    if (auto err = check_expanded_config(config, address_origin))
+        return *err;
     return config;
 }
 

@@ -1,10 +1,12 @@
 #include "vigil/config.hpp"
 
 #include "vigil/exec_env.hpp"
+#include "vigil/unique_fd.hpp"
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <arpa/inet.h>
 #include <cerrno>
 #include <charconv>
 #include <csignal>
@@ -12,6 +14,7 @@
 #include <fcntl.h>
 #include <initializer_list>
 #include <sstream>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <utility>
 
@@ -20,8 +23,13 @@ namespace {
 
 using namespace std::chrono_literals;
 
-// A config file is a few KiB; anything this large is a mistake (or /dev/zero).
-constexpr size_t max_config_size = 16 * 1024 * 1024;
+// Longer user strings are cut in messages, so that a message stays a line.
+constexpr size_t max_shown_length = 64;
+// Longer than any signal name ("SIGRTMIN+15") or number can be.
+constexpr size_t max_signal_text = 16;
+// What [child.config] may render to (format_toml()): expanded ${state_dir}/${root_dir} and
+// the full dotted path of every nested table count.
+constexpr size_t max_rendered_child_config = 4 * kMaxConfigSize;
 // Highest signal number on Linux (_NSIG - 1).
 constexpr int max_signal = 64;
 constexpr int max_oom_score = 1000;
@@ -59,6 +67,23 @@ constexpr SignalName signal_names[] = {
     {SIGSYS, "SYS"},
 };
 
+std::string_view file_kind(mode_t mode) {
+    switch (mode & S_IFMT) {
+    case S_IFDIR:
+        return "a directory";
+    case S_IFIFO:
+        return "a FIFO";
+    case S_IFCHR:
+        return "a character device";
+    case S_IFBLK:
+        return "a block device";
+    case S_IFSOCK:
+        return "a socket";
+    default:
+        return "not a regular file";
+    }
+}
+
 bool all_digits(std::string_view s) {
     return !s.empty() &&
            std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
@@ -78,6 +103,16 @@ std::string quote(std::string_view s) {
     std::ostringstream os;
     os << toml::toml_formatter{v, toml_flags};
     return os.str();
+}
+
+// `s` quoted for a message; a long value is cut and its length given instead.
+std::string shown(std::string_view s) {
+    if (s.size() <= max_shown_length)
+        return quote(s);
+    size_t cut = max_shown_length;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80)
+        --cut; // not inside a UTF-8 sequence
+    return fmt::format("{}... ({} bytes)", quote(s.substr(0, cut)), s.size());
 }
 
 // A key as written in a dotted path: bare when possible, otherwise quoted.
@@ -149,7 +184,8 @@ std::string check_placeholders(std::string_view s) {
             return fmt::format("unterminated \"${{\"; known variables: {}", known_variables);
         auto var = s.substr(at, end + 1 - at);
         if (var != "${state_dir}" && var != "${root_dir}")
-            return fmt::format("unknown variable {}; known: {}", var, known_variables);
+            return fmt::format("unknown variable {}; known: {}",
+                               var.size() <= max_shown_length ? var : "${...}", known_variables);
         at = end + 1;
     }
     return {};
@@ -185,6 +221,311 @@ void expand_tree(toml::node& node, const DaemonConfig& d) {
         for (auto& v : *a)
             expand_tree(v, d);
 }
+
+// Where a document first nests deeper than kMaxConfigDepth, has a key longer than
+// kMaxKeyLength or a non-ASCII byte outside strings and comments, found with a single pass
+// that needs no recursion, before the TOML parser (which recurses on nesting, as does
+// everything that walks the parsed tree) sees the text. Depth counts keys and array
+// indices from the root: `[a.b]` is a table at depth 2, `c.d = [ { e = 1 } ]` in it puts
+// the array at 4, the inline table at 5 and e at 6. Non-ASCII text is valid TOML only in
+// strings and comments; elsewhere toml++ 3.3 classifies it with a function that reaches
+// __builtin_unreachable() for some code points (U+00A1..U+0499 among them: undefined
+// behaviour, found by fuzz_config), so it never gets there.
+// Text the scan does not understand is skipped: the parser reports what is wrong with it.
+class NestingScan {
+public:
+    struct Problem {
+        toml::source_position at;
+        std::string what;
+    };
+
+    explicit NestingScan(std::string_view text) : text_(text) {}
+
+    std::optional<Problem> run() {
+        int table_depth = 0; // of the last [header]
+        if (text_.starts_with("\xEF\xBB\xBF"))
+            at_ = 3; // a UTF-8 byte order mark
+        while (!done() && !problem_) {
+            skip_blanks();
+            if (peek() == '#')
+                skip_comment();
+            if (peek() == '\n' || peek() == '\r') {
+                advance();
+                continue;
+            }
+            if (peek() == '[') {
+                const auto at = pos();
+                advance();
+                const bool array_of_tables = peek() == '[';
+                if (array_of_tables)
+                    advance();
+                // [[a.b]] is an array at depth 2 whose tables are at depth 3.
+                table_depth = scan_key() + (array_of_tables ? 1 : 0);
+                if (problem_)
+                    return problem_;
+                if (table_depth > kMaxConfigDepth)
+                    return too_deep(at);
+                skip_line();
+                continue;
+            }
+            const auto at = pos();
+            const int keys = scan_key();
+            if (problem_)
+                return problem_;
+            skip_blanks();
+            if (keys == 0 || peek() != '=') {
+                skip_line();
+                continue;
+            }
+            advance();
+            if (table_depth + keys > kMaxConfigDepth)
+                return too_deep(at);
+            scan_value(table_depth + keys);
+            if (problem_)
+                return problem_;
+        }
+        return problem_;
+    }
+
+private:
+    bool done() const { return at_ >= text_.size(); }
+    char peek(size_t ahead = 0) const {
+        return at_ + ahead < text_.size() ? text_[at_ + ahead] : '\0';
+    }
+    toml::source_position pos() const { return {line_, column_}; }
+    void advance() {
+        if (!in_text_ && static_cast<unsigned char>(text_[at_]) >= 0x80 && !problem_)
+            problem_ = Problem{pos(), "a non-ASCII character outside a string or comment "
+                                      "(TOML keys and values other than strings are ASCII); "
+                                      "quote it"};
+        if (text_[at_] == '\n') {
+            ++line_;
+            column_ = 1;
+        } else if ((static_cast<unsigned char>(text_[at_]) & 0xC0) != 0x80) {
+            ++column_; // columns count code points, as the parser's do
+        }
+        ++at_;
+    }
+    void skip_blanks() {
+        while (peek() == ' ' || peek() == '\t')
+            advance();
+    }
+    void skip_scalar() {
+        while (!done() && std::string_view(" \t\r\n,]}#[{").find(peek()) == std::string_view::npos)
+            advance();
+    }
+    // To the end of the line: what the parser will refuse anyway, or a comment.
+    void skip_line() {
+        while (!done() && peek() != '\n' && peek() != '#')
+            advance();
+        skip_comment();
+        if (!done())
+            advance();
+    }
+    // From '#' to the end of the line.
+    void skip_comment() {
+        in_text_ = true;
+        while (!done() && peek() != '\n')
+            advance();
+        in_text_ = false;
+    }
+    // Blanks, newlines and comments: what may come between an array's elements.
+    void skip_blanks_and_lines() {
+        for (;;) {
+            skip_blanks();
+            if (peek() == '#')
+                skip_comment();
+            if (peek() != '\n' && peek() != '\r')
+                return;
+            advance();
+        }
+    }
+    static bool bare_key_char(char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_' || c == '-';
+    }
+
+    // A string of any of TOML's four kinds, quote to quote (or to the end of the line for
+    // an unterminated single-line string).
+    void skip_string() {
+        in_text_ = true;
+        skip_string_body();
+        in_text_ = false;
+    }
+    void skip_string_body() {
+        const char q = peek();
+        if (peek(1) == q && peek(2) == q) {
+            for (int i = 0; i < 3; ++i)
+                advance();
+            while (!done() && !(peek() == q && peek(1) == q && peek(2) == q)) {
+                if (q == '"' && peek() == '\\' && at_ + 1 < text_.size())
+                    advance();
+                advance();
+            }
+            // Up to two more quotes may belong to the string's content.
+            while (peek() == q)
+                advance();
+            return;
+        }
+        advance();
+        while (!done() && peek() != q && peek() != '\n') {
+            if (q == '"' && peek() == '\\' && at_ + 1 < text_.size() && peek(1) != '\n')
+                advance();
+            advance();
+        }
+        if (peek() == q)
+            advance();
+    }
+
+    // A dotted key; returns the number of its keys (0: no key here).
+    int scan_key() {
+        int keys = 0;
+        for (;;) {
+            skip_blanks();
+            const auto at = pos();
+            const size_t start = at_;
+            size_t quotes = 0;
+            if (bare_key_char(peek())) {
+                while (bare_key_char(peek()))
+                    advance();
+            } else if (peek() == '"' || peek() == '\'') {
+                skip_string();
+                quotes = std::min<size_t>(2, at_ - start);
+            } else {
+                return keys;
+            }
+            ++keys;
+            // As written (escapes count as written): a bound, not the key's decoded length.
+            if (const size_t length = at_ - start - quotes; length > kMaxKeyLength) {
+                problem_ = Problem{at, fmt::format("key longer than {} bytes ({} bytes); use "
+                                                   "shorter keys",
+                                                   kMaxKeyLength, length)};
+                return keys;
+            }
+            skip_blanks();
+            if (peek() != '.')
+                return keys;
+            advance();
+        }
+    }
+
+    // A value at `depth`, with every array and inline table in it. Iterative: the open
+    // containers are on `open` (at most kMaxConfigDepth of them).
+    void scan_value(int depth) {
+        struct Open {
+            char close; // ']' or '}'
+            int depth;
+        };
+        std::vector<Open> open;
+        // After '{' or a ',' inside one: the key of the next member, then its value.
+        auto member = [&]() -> bool {
+            skip_blanks();
+            const auto at = pos();
+            const int keys = scan_key();
+            if (problem_)
+                return false;
+            skip_blanks();
+            if (keys == 0 || peek() != '=')
+                return false;
+            advance();
+            depth = open.back().depth + keys;
+            if (depth > kMaxConfigDepth) {
+                problem_ = too_deep(at);
+                return false;
+            }
+            return true;
+        };
+        // After '[' or a ',' inside one: the next element, or the end of the array.
+        auto element = [&]() {
+            depth = open.back().depth + 1;
+            if (depth > kMaxConfigDepth)
+                problem_ = too_deep(pos());
+        };
+        for (;;) {
+            // A value at `depth`.
+            if (open.empty() || open.back().close == '}')
+                skip_blanks();
+            else
+                skip_blanks_and_lines();
+            const char c = peek();
+            if (c == '[' || c == '{') {
+                advance();
+                open.push_back({c == '[' ? ']' : '}', depth});
+                if (c == '[') {
+                    skip_blanks_and_lines();
+                    if (peek() != ']') {
+                        element();
+                        if (problem_)
+                            return;
+                        continue;
+                    }
+                } else {
+                    skip_blanks();
+                    if (peek() != '}') {
+                        if (!member())
+                            return;
+                        continue;
+                    }
+                }
+                // An empty container: its closing bracket is handled below.
+            } else if (c == '"' || c == '\'') {
+                skip_string();
+            } else {
+                // A number, date, boolean or something the parser will refuse.
+                const size_t start = at_;
+                skip_scalar();
+                // A date-time may have a space for its 'T': 1979-05-27 07:32:00Z.
+                if (at_ - start == 10 && text_[start + 4] == '-' && text_[start + 7] == '-' &&
+                    peek() == ' ' && peek(1) >= '0' && peek(1) <= '9') {
+                    advance();
+                    skip_scalar();
+                }
+            }
+            // After a value: close containers, or go on to the next element or member.
+            for (;;) {
+                if (open.empty())
+                    return;
+                if (open.back().close == ']')
+                    skip_blanks_and_lines();
+                else
+                    skip_blanks();
+                if (peek() == open.back().close) {
+                    advance();
+                    open.pop_back();
+                    continue;
+                }
+                if (peek() != ',')
+                    return; // not TOML: the parser says what is wrong
+                advance();
+                if (open.back().close == ']') {
+                    skip_blanks_and_lines();
+                    if (peek() == ']')
+                        continue; // a trailing comma
+                    element();
+                    if (problem_)
+                        return;
+                } else if (!member()) {
+                    return;
+                }
+                break;
+            }
+        }
+    }
+
+    Problem too_deep(toml::source_position at) const {
+        return {at, fmt::format("nested deeper than {} levels (tables, arrays, inline tables "
+                                "and the keys of a dotted key each count); flatten the "
+                                "structure",
+                                kMaxConfigDepth)};
+    }
+
+    std::string_view text_;
+    size_t at_ = 0;
+    bool in_text_ = false; // inside a string or a comment: any UTF-8 is fine
+    toml::source_index line_ = 1;
+    toml::source_index column_ = 1;
+    std::optional<Problem> problem_;
+};
 
 // Thrown inside the reader only; parse_config() turns it into a ConfigError.
 struct Invalid {
@@ -239,11 +580,12 @@ public:
         return Section(source_, typed<toml::table>(*n, path(key)), path(key));
     }
 
-    void read(std::string_view key, std::string& out, unsigned checks = plain) const {
+    void read(std::string_view key, std::string& out, unsigned checks = plain,
+              size_t max_length = kMaxArgLength) const {
         const auto* n = find(key);
         if (n == nullptr)
             return;
-        check_string(*n, path(key), checks);
+        check_string(*n, path(key), checks, max_length);
         out = n->as_string()->get();
     }
 
@@ -274,7 +616,7 @@ public:
         if (!d)
             fail(key, fmt::format("invalid duration {}; expected an integer and a unit (ms, s, m, "
                                   "h) such as \"500ms\", \"3s\" or \"1m30s\"",
-                                  quote(s)));
+                                  shown(s)));
         if (!allow_zero && d->count() == 0)
             fail(key, "must be greater than 0");
         out = *d;
@@ -296,7 +638,7 @@ public:
         if (!sig)
             fail(key, fmt::format("unknown signal {}; expected a name such as \"SIGTERM\" or "
                                   "\"TERM\", or a number 1..{}",
-                                  quote(s), max_signal));
+                                  shown(s), max_signal));
         out = *sig;
     }
 
@@ -311,7 +653,7 @@ public:
         } else if (const auto* s = n->as_string()) {
             if (s->get() != "inherit")
                 fail(key, fmt::format("expected an integer -{0}..{0} or \"inherit\", got {1}",
-                                      max_oom_score, quote(s->get())));
+                                      max_oom_score, shown(s->get())));
             out = OomScore{};
         } else {
             fail(key,
@@ -334,41 +676,68 @@ public:
             }
             valid += fmt::format("{}{}", valid.empty() ? "" : ", ", quote(name));
         }
-        fail(key, fmt::format("invalid value {}; expected one of {}", quote(s), valid));
+        fail(key, fmt::format("invalid value {}; expected one of {}", shown(s), valid));
     }
 
-    void read(std::string_view key, std::vector<std::string>& out, unsigned checks = plain) const {
+    void read(std::string_view key, std::vector<std::string>& out, unsigned checks = plain,
+              size_t max_length = kMaxArgLength) const {
         const auto* n = find(key);
         if (n == nullptr)
             return;
         const auto& array = typed<toml::array>(*n, path(key));
         out.clear();
         for (size_t i = 0; i < array.size(); ++i) {
-            check_string(array[i], fmt::format("{}[{}]", path(key), i), checks);
+            check_string(array[i], fmt::format("{}[{}]", path(key), i), checks, max_length);
             out.push_back(array[i].as_string()->get());
         }
     }
 
-    void check_string(const toml::node& n, std::string_view key_path, unsigned checks) const {
+    void check_string(const toml::node& n, std::string_view key_path, unsigned checks,
+                      size_t max_length) const {
         const std::string& s = typed<std::string>(n, key_path).get();
         if ((checks & non_empty) && s.empty())
             fail(n.source(), key_path, "must not be empty");
+        if (s.size() > max_length)
+            fail(n.source(), key_path,
+                 fmt::format("{} bytes, longer than the {} allowed", s.size(), max_length));
         if (checks & vars) {
             if (auto what = check_placeholders(s); !what.empty())
                 fail(n.source(), key_path, what);
         }
     }
 
-    // Every string inside [child.config], however deep.
-    void check_tree(const toml::node& n, const std::string& key_path) const {
-        if (n.is_string())
-            check_string(n, key_path, vars);
-        else if (const auto* t = n.as_table())
-            for (auto&& [k, v] : *t)
-                check_tree(v, join_path(key_path, k.str()));
-        else if (const auto* a = n.as_array())
-            for (size_t i = 0; i < a->size(); ++i)
-                check_tree((*a)[i], fmt::format("{}[{}]", key_path, i));
+    // Every string inside [child.config], however deep (at most kMaxConfigDepth). The
+    // key path of a value is put together only for a message: building it for every
+    // value would cost the path's length per value (seconds for a 1 MiB file).
+    void check_tree(const toml::node& root, const std::string& key_path) const {
+        // Keys (index == npos) and array indices from key_path down to the current node.
+        std::vector<std::pair<std::string_view, size_t>> below;
+        auto path_of = [&] {
+            std::string path = key_path;
+            for (const auto& [key, index] : below)
+                path = index == std::string_view::npos ? join_path(path, key)
+                                                       : fmt::format("{}[{}]", path, index);
+            return path;
+        };
+        auto walk = [&](auto& self, const toml::node& n) -> void {
+            if (const auto* s = n.as_string()) {
+                if (auto what = check_placeholders(s->get()); !what.empty())
+                    fail(n.source(), path_of(), what);
+            } else if (const auto* t = n.as_table()) {
+                for (auto&& [k, v] : *t) {
+                    below.emplace_back(k.str(), std::string_view::npos);
+                    self(self, v);
+                    below.pop_back();
+                }
+            } else if (const auto* a = n.as_array()) {
+                for (size_t i = 0; i < a->size(); ++i) {
+                    below.emplace_back(std::string_view(), i);
+                    self(self, (*a)[i]);
+                    below.pop_back();
+                }
+            }
+        };
+        walk(walk, root);
     }
 
 private:
@@ -380,15 +749,15 @@ private:
 void read_daemon(const Section& s, DaemonConfig& d) {
     s.allow_only({"state_dir", "root_dir", "log_level", "control_socket", "control_socket_mode",
                   "control_socket_group", "allowed_uids"});
-    s.read("state_dir", d.state_dir, non_empty);
-    s.read("root_dir", d.root_dir, non_empty);
+    s.read("state_dir", d.state_dir, non_empty, kMaxPathLength);
+    s.read("root_dir", d.root_dir, non_empty, kMaxPathLength);
     s.read("log_level", d.log_level,
            {{"trace", LogLevel::trace},
             {"debug", LogLevel::debug},
             {"info", LogLevel::info},
             {"warn", LogLevel::warn},
             {"error", LogLevel::error}});
-    s.read("control_socket", d.control_socket, non_empty | vars);
+    s.read("control_socket", d.control_socket, non_empty | vars, kMaxPathLength);
     if (const auto* n = s.find("control_socket_mode")) {
         const std::string& text = s.typed<std::string>(*n, s.path("control_socket_mode")).get();
         auto mode = text.find_first_not_of("01234567") == std::string::npos
@@ -397,10 +766,10 @@ void read_daemon(const Section& s, DaemonConfig& d) {
         if (!mode || *mode > max_socket_mode)
             s.fail("control_socket_mode",
                    fmt::format("expected an octal mode 0000..0777 such as \"0660\", got {}",
-                               quote(text)));
+                               shown(text)));
         d.control_socket_mode = *mode;
     }
-    s.read("control_socket_group", d.control_socket_group);
+    s.read("control_socket_group", d.control_socket_group, plain, kMaxNameLength);
     if (const auto* n = s.find("allowed_uids")) {
         const auto& array = s.typed<toml::array>(*n, s.path("allowed_uids"));
         d.allowed_uids.clear();
@@ -418,11 +787,11 @@ void read_daemon(const Section& s, DaemonConfig& d) {
 // user, group, ..., [child.limits]: the child's execution environment. Users and groups
 // must exist when the file is loaded (a typo is a config error, not a failed start).
 void read_exec_env(const Section& s, ChildConfig& c) {
-    s.read("user", c.user);
+    s.read("user", c.user, plain, kMaxNameLength);
     if (!c.user.empty())
         if (auto u = lookup_user(c.user); !u)
             s.fail("user", u.error().message());
-    s.read("group", c.group);
+    s.read("group", c.group, plain, kMaxNameLength);
     if (!c.group.empty())
         if (auto g = lookup_group(c.group); !g)
             s.fail("group", g.error().message());
@@ -431,11 +800,11 @@ void read_exec_env(const Section& s, ChildConfig& c) {
         const auto* a = s.find(key)->as_array();
         s.fail(a->get(i)->source(), fmt::format("{}[{}]", s.path(key), i), what);
     };
-    s.read("supplementary_groups", c.supplementary_groups, non_empty);
+    s.read("supplementary_groups", c.supplementary_groups, non_empty, kMaxNameLength);
     for (size_t i = 0; i < c.supplementary_groups.size(); ++i)
         if (auto g = lookup_group(c.supplementary_groups[i]); !g)
             fail_at("supplementary_groups", i, g.error().message());
-    s.read("working_directory", c.working_directory, non_empty);
+    s.read("working_directory", c.working_directory, non_empty, kMaxPathLength);
     if (c.working_directory.front() != '/')
         s.fail("working_directory",
                fmt::format("must be an absolute path, got {}", quote(c.working_directory)));
@@ -450,7 +819,7 @@ void read_exec_env(const Section& s, ChildConfig& c) {
                                quote(text)));
         c.umask = static_cast<mode_t>(*mask);
     }
-    s.read("env_files", c.env_files, non_empty);
+    s.read("env_files", c.env_files, non_empty, kMaxPathLength + 1);
     for (size_t i = 0; i < c.env_files.size(); ++i) {
         std::string_view f = c.env_files[i];
         if (f.starts_with("-"))
@@ -511,9 +880,9 @@ void read_child(const Section& s, ChildConfig& c) {
                   "inherit_env",
                   "no_new_privileges",
                   "limits"});
-    s.read("binary", c.binary, non_empty);
+    s.read("binary", c.binary, non_empty, kMaxPathLength);
     s.read("args", c.args, vars);
-    s.read("config_file", c.config_file);
+    s.read("config_file", c.config_file, plain, kMaxNameLength);
     if (c.config_file.find('/') != std::string::npos || c.config_file == "." ||
         c.config_file == "..")
         s.fail("config_file", "must be a file name inside state_dir (no '/'), or \"\" for none");
@@ -530,7 +899,13 @@ void read_child(const Section& s, ChildConfig& c) {
             if (k.str().empty() || k.str().find('=') != std::string::npos)
                 s.fail(k.source(), key,
                        "an environment variable name must not be empty or contain '='");
-            c.env[std::string(k.str())] = env->typed<std::string>(v, key).get();
+            const auto& value = env->typed<std::string>(v, key).get();
+            // The child gets "NAME=value" as one string.
+            if (k.str().size() + 1 + value.size() > kMaxArgLength)
+                s.fail(v.source(), key,
+                       fmt::format("NAME=value is {} bytes, longer than the {} allowed",
+                                   k.str().size() + 1 + value.size(), kMaxArgLength));
+            c.env[std::string(k.str())] = value;
         }
     }
     s.read("output", c.output,
@@ -548,8 +923,9 @@ void read_health(const Section& s, HealthConfig& h) {
     s.allow_only({"kind", "address", "service", "interval", "timeout", "failure_threshold",
                   "startup_timeout", "dump_signal", "dump_wait"});
     s.read("kind", h.kind, {{"grpc", HealthKind::grpc}, {"none", HealthKind::none}});
-    s.read("address", h.address, h.kind == HealthKind::grpc ? non_empty | vars : vars);
-    s.read("service", h.service);
+    s.read("address", h.address, h.kind == HealthKind::grpc ? non_empty | vars : vars,
+           kMaxPathLength);
+    s.read("service", h.service, plain, kMaxNameLength);
     s.read("interval", h.interval);
     s.read("timeout", h.timeout);
     s.read("failure_threshold", h.failure_threshold, 1);
@@ -595,6 +971,125 @@ Config read_config(const toml::table& root, std::string_view source) {
     if (auto s = top.sub("restart"))
         read_restart(*s, config.restart);
     return config;
+}
+
+// Bytes `s` takes as a TOML basic string (quotes and escapes included), at most.
+size_t quoted_size(std::string_view s) {
+    size_t n = 2;
+    for (unsigned char c : s)
+        n += c < 0x20 || c == 0x7f ? 6 : c == '"' || c == '\\' ? 2 : 1;
+    return n;
+}
+
+// An upper bound of what format_toml() writes for `node` below a table whose dotted path
+// takes `path_size` bytes: every nested table may get a [header] with its full path, and
+// every string its escapes. Stops counting once past `limit`. Recursion is bounded by
+// kMaxConfigDepth (the tree comes from parse_config()).
+size_t rendered_size(const toml::node& node, size_t path_size, size_t limit) {
+    constexpr size_t scalar_size = 64; // a number, date or boolean, with its separators
+    if (const auto* str = node.as_string())
+        return quoted_size(str->get());
+    size_t total = 0;
+    if (const auto* t = node.as_table()) {
+        for (auto&& [k, v] : *t) {
+            const size_t key = quoted_size(k.str());
+            const size_t child_path = path_size + 1 + key;
+            total += key + 4 + (v.is_table() || v.is_array() ? child_path + 6 : 0);
+            total += rendered_size(v, child_path, limit);
+            if (total > limit)
+                return total;
+        }
+    } else if (const auto* a = node.as_array()) {
+        for (const auto& v : *a) {
+            total += 2 + (v.is_table() ? path_size + 6 : 0) + rendered_size(v, path_size, limit);
+            if (total > limit)
+                return total;
+        }
+    } else {
+        total = scalar_size;
+    }
+    return total;
+}
+
+bool host_char(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_';
+}
+
+// "PORT" of HOST:PORT: 1..65535.
+bool valid_port(std::string_view p) {
+    auto n = all_digits(p) && p.size() <= 5 ? parse_number<unsigned>(p) : std::nullopt;
+    return n && *n >= 1 && *n <= 65535;
+}
+
+// HOST[:PORT] or [IPV6][:PORT], the form dns: and bare targets take. "" when valid.
+std::string host_port_problem(std::string_view s, bool port_required) {
+    std::string_view host = s, port;
+    bool has_port = false;
+    if (s.starts_with("[")) {
+        const size_t close = s.find(']');
+        if (close == std::string_view::npos)
+            return "an IPv6 address in [ ] lacks its ']'";
+        host = s.substr(1, close - 1);
+        auto rest = s.substr(close + 1);
+        if (!rest.empty()) {
+            if (rest[0] != ':')
+                return "expected :PORT after ']'";
+            port = rest.substr(1);
+            has_port = true;
+        }
+        in6_addr a6{};
+        if (::inet_pton(AF_INET6, std::string(host).c_str(), &a6) != 1)
+            return fmt::format("{} is not an IPv6 address", shown(host));
+    } else {
+        const size_t colon = s.rfind(':');
+        if (colon != std::string_view::npos) {
+            host = s.substr(0, colon);
+            port = s.substr(colon + 1);
+            has_port = true;
+        }
+        if (host.empty() || host.size() > 253 || !std::all_of(host.begin(), host.end(), host_char))
+            return fmt::format("{} is not a host name or address", shown(host));
+    }
+    if (has_port && !valid_port(port))
+        return fmt::format("{} is not a port 1..65535", shown(port));
+    if (port_required && !has_port)
+        return "a port is needed (HOST:PORT)";
+    return {};
+}
+
+// ipv4:/ipv6: lists: ADDR[:PORT] items separated by commas.
+std::string address_list_problem(std::string_view list, int family) {
+    if (list.empty())
+        return "no address given";
+    for (;;) {
+        const size_t comma = list.find(',');
+        const auto item = list.substr(0, comma);
+        std::string_view addr = item, port;
+        if (family == AF_INET) {
+            if (const size_t colon = item.find(':'); colon != std::string_view::npos) {
+                addr = item.substr(0, colon);
+                port = item.substr(colon + 1);
+                if (!valid_port(port))
+                    return fmt::format("{} is not a port 1..65535", shown(port));
+            }
+        } else if (item.starts_with("[")) {
+            const size_t close = item.find(']');
+            if (close == std::string_view::npos)
+                return "an IPv6 address in [ ] lacks its ']'";
+            addr = item.substr(1, close - 1);
+            const auto rest = item.substr(close + 1);
+            if (!rest.empty() && (rest[0] != ':' || !valid_port(rest.substr(1))))
+                return fmt::format("expected :PORT after ']' in {}", shown(item));
+        }
+        in6_addr buf{};
+        if (::inet_pton(family, std::string(addr).c_str(), &buf) != 1)
+            return fmt::format("{} is not an {} address", shown(addr),
+                               family == AF_INET ? "IPv4" : "IPv6");
+        if (comma == std::string_view::npos)
+            return {};
+        list.remove_prefix(comma + 1);
+    }
 }
 
 // [child.NAME] as TOML, with nested tables under their full dotted names.
@@ -671,6 +1166,8 @@ std::string format_duration(Duration d) {
 }
 
 std::optional<int> parse_signal(std::string_view s) {
+    if (s.size() > max_signal_text)
+        return std::nullopt;
     // "SIG<n>" is accepted too: it is what signal_name() writes for real-time signals.
     if (s.starts_with("SIG"))
         s.remove_prefix(3);
@@ -751,8 +1248,20 @@ std::string_view to_string(RestartPolicy p) {
     return "always";
 }
 
+std::optional<ConfigError> check_config_text(std::string_view text, std::string_view source) {
+    if (text.size() > kMaxConfigSize)
+        return ConfigError{fmt::format("{}: {} bytes, more than the {} bytes a config may have",
+                                       source, text.size(), kMaxConfigSize)};
+    if (auto problem = NestingScan(text).run())
+        return ConfigError{fmt::format("{}:{}:{}: {}", source, problem->at.line, problem->at.column,
+                                       problem->what)};
+    return std::nullopt;
+}
+
 std::variant<Config, ConfigError> parse_config(std::string_view toml_text,
                                                std::string_view source) {
+    if (auto error = check_config_text(toml_text, source))
+        return *error;
     try {
         toml::table root = toml::parse(toml_text, source);
         return read_config(root, source);
@@ -773,29 +1282,39 @@ std::variant<Config, ConfigError> load_config(const std::string& path) {
     auto cannot_read = [&](std::string_view why) {
         return ConfigError{fmt::format("{}: cannot read: {}", path, why)};
     };
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    // O_NONBLOCK: opening a FIFO nobody writes to returns at once (and is refused below).
+    UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+    if (!fd.valid())
         return cannot_read(std::strerror(errno));
-    std::string text;
-    char buf[65536];
-    for (;;) {
-        ssize_t n = ::read(fd, buf, sizeof buf);
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0)
+        return cannot_read(std::strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return ConfigError{fmt::format("{}: not a regular file ({}); give the path of a TOML file",
+                                       path, file_kind(st.st_mode))};
+    auto too_large = [&](uintmax_t size) {
+        return ConfigError{fmt::format("{}: {} bytes, more than the {} bytes a config may have",
+                                       path, size, kMaxConfigSize)};
+    };
+    if (static_cast<uintmax_t>(st.st_size) > kMaxConfigSize)
+        return too_large(static_cast<uintmax_t>(st.st_size));
+    // Read one byte more than allowed, so a file that grew since fstat() is noticed.
+    std::string text(kMaxConfigSize + 1, '\0');
+    size_t got = 0;
+    while (got < text.size()) {
+        ssize_t n = ::read(fd.get(), text.data() + got, text.size() - got);
         if (n < 0 && errno == EINTR)
             continue;
-        if (n < 0) {
-            int err = errno;
-            ::close(fd);
-            return cannot_read(std::strerror(err));
-        }
+        if (n < 0)
+            return cannot_read(std::strerror(errno));
         if (n == 0)
             break;
-        text.append(buf, static_cast<size_t>(n));
-        if (text.size() > max_config_size) {
-            ::close(fd);
-            return cannot_read(fmt::format("larger than {} bytes", max_config_size));
-        }
+        got += static_cast<size_t>(n);
     }
-    ::close(fd);
+    if (got > kMaxConfigSize)
+        return too_large(got);
+    text.resize(got);
+    fd.reset();
     auto result = parse_config(text, path);
     if (auto* config = std::get_if<Config>(&result))
         config->source = path;
@@ -809,6 +1328,98 @@ void expand_config(Config& config) {
     for (auto& arg : config.child.args)
         arg = expand(arg, d);
     expand_tree(config.child.config, d);
+}
+
+std::optional<std::string> grpc_target_problem(std::string_view target) {
+    constexpr std::string_view forms =
+        "expected unix:///PATH, unix-abstract:NAME, dns:[//AUTHORITY/]HOST[:PORT], "
+        "ipv4:ADDR[:PORT], ipv6:[ADDR]:PORT or HOST:PORT";
+    auto wrong = [&](std::string_view what) -> std::optional<std::string> {
+        return fmt::format("{}: {}", shown(target), what);
+    };
+    if (target.empty())
+        return wrong("empty; " + std::string(forms));
+    if (target.size() > kMaxPathLength)
+        return fmt::format("{} bytes, longer than the {} allowed", target.size(), kMaxPathLength);
+    if (target.starts_with("unix:")) {
+        auto path = target.substr(5);
+        if (path.starts_with("//")) {
+            path.remove_prefix(2);
+            if (!path.starts_with("/"))
+                return wrong("unix:// takes an absolute path: unix:///run/x.sock (three "
+                             "slashes)");
+        }
+        if (!path.starts_with("/"))
+            return wrong("a unix socket needs an absolute path: unix:///run/x.sock");
+        if (path.size() > kMaxUnixSocketPath)
+            return wrong(fmt::format("the socket path is {} bytes, longer than the {} a unix "
+                                     "socket path may have",
+                                     path.size(), kMaxUnixSocketPath));
+        return std::nullopt;
+    }
+    if (target.starts_with("unix-abstract:")) {
+        // The name goes after sun_path's leading NUL.
+        if (target.size() - 14 > kMaxUnixSocketPath - 1)
+            return wrong(
+                fmt::format("the abstract name is longer than {} bytes", kMaxUnixSocketPath - 1));
+        return std::nullopt;
+    }
+    if (target.starts_with("dns:")) {
+        auto rest = target.substr(4);
+        if (rest.starts_with("//")) {
+            const size_t slash = rest.find('/', 2);
+            if (slash == std::string_view::npos)
+                return wrong("dns://AUTHORITY must be followed by /HOST[:PORT]");
+            if (slash > 2) {
+                if (auto what = host_port_problem(rest.substr(2, slash - 2), false); !what.empty())
+                    return wrong("DNS authority: " + what);
+            }
+            rest.remove_prefix(slash + 1);
+        }
+        if (auto what = host_port_problem(rest, false); !what.empty())
+            return wrong(what);
+        return std::nullopt;
+    }
+    if (target.starts_with("ipv4:") || target.starts_with("ipv6:")) {
+        const int family = target[3] == '4' ? AF_INET : AF_INET6;
+        if (auto what = address_list_problem(target.substr(5), family); !what.empty())
+            return wrong(what);
+        return std::nullopt;
+    }
+    if (target.find('/') != std::string_view::npos)
+        return wrong("a path is not a gRPC target (gRPC would look it up in DNS); write "
+                     "unix://PATH for a unix socket");
+    if (auto what = host_port_problem(target, true); !what.empty())
+        return wrong(what + "; " + std::string(forms));
+    return std::nullopt;
+}
+
+std::optional<ConfigError> check_expanded_config(const Config& c, std::string_view address_origin) {
+    auto error = [&](std::string_view key, std::string_view what) {
+        return ConfigError{fmt::format("{}: {}: {}", c.source, key, what)};
+    };
+    auto too_long = [](size_t size, size_t max) {
+        return fmt::format("expands to {} bytes, longer than the {} allowed", size, max);
+    };
+    if (c.daemon.control_socket.size() > kMaxPathLength)
+        return error("daemon.control_socket",
+                     too_long(c.daemon.control_socket.size(), kMaxPathLength));
+    for (size_t i = 0; i < c.child.args.size(); ++i)
+        if (c.child.args[i].size() > kMaxArgLength)
+            return error(fmt::format("child.args[{}]", i),
+                         too_long(c.child.args[i].size(), kMaxArgLength));
+    if (c.health.kind == HealthKind::grpc) {
+        if (auto what = grpc_target_problem(c.health.address))
+            return ConfigError{fmt::format("{}: {}", address_origin, *what)};
+    }
+    const size_t rendered = rendered_size(c.child.config, 0, max_rendered_child_config);
+    if (rendered > max_rendered_child_config)
+        return error("child.config",
+                     fmt::format("would be written as more than {} bytes (nested tables "
+                                 "repeat their whole dotted path, and ${{state_dir}} and "
+                                 "${{root_dir}} their directory); make it smaller",
+                                 max_rendered_child_config));
+    return std::nullopt;
 }
 
 std::string to_toml(const Config& c) {

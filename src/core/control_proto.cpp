@@ -87,6 +87,10 @@ std::optional<SystemTime> parse_rfc3339(std::string_view s) {
     if (!google::protobuf::util::TimeUtil::FromString(std::string(s), &ts))
         return std::nullopt;
     using namespace std::chrono;
+    // SystemTime counts nanoseconds in 64 bits (1677..2262); beyond, the sum overflows.
+    if (ts.seconds() < duration_cast<seconds>(SystemTime::duration::min()).count() ||
+        ts.seconds() >= duration_cast<seconds>(SystemTime::duration::max()).count())
+        return std::nullopt;
     return SystemTime(
         duration_cast<SystemTime::duration>(seconds(ts.seconds()) + nanoseconds(ts.nanos())));
 }
