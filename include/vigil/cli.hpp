@@ -47,7 +47,10 @@ std::variant<Config, ConfigError> load_effective_config(const Flags& flags,
                                                         std::string* dir_change = nullptr);
 
 // What load_effective_config() does once the file is read: applies the flags to `config`,
-// expands ${state_dir}/${root_dir} and runs check_expanded_config().
-std::variant<Config, ConfigError> apply_flags(Config config, const Flags& flags);
+// keeps the dirs in use (`in_use`, see above), expands ${state_dir}/${root_dir} and runs
+// check_expanded_config().
+std::variant<Config, ConfigError> apply_flags(Config config, const Flags& flags,
+                                              const DirsInUse* in_use = nullptr,
+                                              std::string* dir_change = nullptr);
 
 } // namespace vigil

@@ -136,10 +136,11 @@ std::variant<Config, ConfigError> load_effective_config(const Flags& flags, cons
             return *err;
         config = std::move(std::get<Config>(loaded));
     }
-    return apply_flags(std::move(config), flags);
+    return apply_flags(std::move(config), flags, in_use, dir_change);
 }
 
-std::variant<Config, ConfigError> apply_flags(Config config, const Flags& flags) {
+std::variant<Config, ConfigError> apply_flags(Config config, const Flags& flags,
+                                              const DirsInUse* in_use, std::string* dir_change) {
     if (flags.state_dir)
         config.daemon.state_dir = *flags.state_dir;
     if (flags.root_dir)
