@@ -81,6 +81,7 @@ public:
         std::uint64_t closed_at_accept = 0;
         std::uint64_t closed_idle = 0;
         std::uint64_t closed_rejected = 0; // rejected connections vigild ended
+        std::uint64_t shed = 0;            // accepted with the spare fd at EMFILE, closed
     };
 
     ControlConnections(asio::io_context& io, ConnectionLimits limits, HandOver hand_over);
@@ -120,7 +121,8 @@ private:
     void sweep();
     void log_first(const std::string& key, const std::string& line);
     void arm_log_timer();
-    void log_summaries(const std::vector<LogThrottle::Summary>& summaries);
+    void log_summaries(const std::vector<LogThrottle::Summary>& summaries,
+                       const std::string& period);
 
     asio::io_context& io_;
     ConnectionLimits limits_;

@@ -308,6 +308,8 @@ void ControlConnections::sweep() {
 }
 
 void ControlConnections::note_accept_error(int err, bool shed) {
+    if (shed)
+        ++stats_.shed;
     log_first("accept",
               fmt::format("control socket: accept failed: {}{}; more failures are "
                           "summarised every {}",
@@ -335,34 +337,34 @@ void ControlConnections::arm_log_timer() {
         log_armed_ = false;
         if (ec || closed_)
             return;
-        log_summaries(throttle_.take_due(Clock::now()));
+        log_summaries(throttle_.take_due(Clock::now()),
+                      "in the last " + period_text(throttle_.period()));
         arm_log_timer();
     });
 }
 
-void ControlConnections::log_summaries(const std::vector<LogThrottle::Summary>& summaries) {
-    const std::string period = period_text(throttle_.period());
+// `period`: "in the last 10s", or "since the last report" at shutdown.
+void ControlConnections::log_summaries(const std::vector<LogThrottle::Summary>& summaries,
+                                       const std::string& period) {
     for (const auto& s : summaries) {
         const auto colon = s.key.find(':');
         const std::string kind = s.key.substr(0, colon);
         const std::string uid = colon == std::string::npos ? "" : s.key.substr(colon + 1);
         if (kind == "denied")
-            log::warn("denied {} more control connections from uid {} in the last {}", s.suppressed,
-                      uid, period);
+            log::warn("denied {} more control connections from uid {} {}", s.suppressed, uid,
+                      period);
         else if (kind == "refused")
-            log::warn("refused {} more control connections from uid {} in the last {} "
+            log::warn("refused {} more control connections from uid {} {} "
                       "(connection limit)",
                       s.suppressed, uid, period);
         else if (kind == "unanswered")
-            log::warn("closed {} more control connections from uid {} unanswered in the last "
+            log::warn("closed {} more control connections from uid {} unanswered "
                       "{} (too many rejected connections at once)",
                       s.suppressed, uid, period);
         else if (kind == "accept")
-            log::warn("control socket: accept failed {} more times in the last {}", s.suppressed,
-                      period);
+            log::warn("control socket: accept failed {} more times {}", s.suppressed, period);
         else
-            log::warn("{} more control connection events ({}) in the last {}", s.suppressed, s.key,
-                      period);
+            log::warn("{} more control connection events ({}) {}", s.suppressed, s.key, period);
     }
 }
 
@@ -374,7 +376,7 @@ void ControlConnections::close_all() {
     sweep_timer_.cancel();
     log_timer_.cancel();
     // What the throttle still counts is said now, or never.
-    log_summaries(throttle_.take_all());
+    log_summaries(throttle_.take_all(), "since the last report");
     while (!conns_.empty())
         release(conns_.begin()->first);
     if (epoll_desc_)

@@ -1144,7 +1144,7 @@ void ControlServer::hand_over(int raw_fd) {
     ucred cred{};
     socklen_t len = sizeof cred;
     if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-        conns_->note_accept_error(errno, true);
+        conns_->note_accept_error(errno, false);
         return;
     }
     const bool privileged = cred.uid == 0 || cred.uid == ::geteuid();

@@ -18,15 +18,18 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <map>
 #include <poll.h>
 #include <sstream>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <thread>
@@ -1004,6 +1007,79 @@ TEST_CASE("control server: past its connection cap a uid gets RESOURCE_EXHAUSTED
     // Room again once one leaves.
     one.reset();
     REQUIRE(wait_until([&] { return f.stats().served == 1; }));
+    CHECK(get_status(*f.stub()).ok());
+}
+
+TEST_CASE("control server: out of fds, the accept loop sheds connections instead of spinning",
+          "[unit][control]") {
+    ConnectionLimits limits = ConnectionLimits::from_fd_limit(1'048'576, 0);
+    Fixture f({}, limits);
+    constexpr int kConnections = 40;
+    // The connections come from a forked child (its own fd table; raw system calls only),
+    // held until released.
+    int result[2], release[2];
+    REQUIRE(::pipe2(result, O_CLOEXEC) == 0);
+    REQUIRE(::pipe2(release, O_CLOEXEC) == 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strcpy(addr.sun_path, f.sock.c_str());
+
+    // This process (the server's) gets only a few fds more than it has open.
+    rlimit saved{};
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    std::size_t open_now = 0;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+        (void)e;
+        ++open_now;
+    }
+    rlimit low = saved;
+    low.rlim_cur = open_now + 6;
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+        ::close(result[0]);
+        ::close(release[1]);
+        ::syscall(SYS_prlimit64, 0, RLIMIT_NOFILE, &saved, nullptr);
+        int opened = 0;
+        for (int i = 0; i < kConnections; ++i) {
+            const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            timeval tv{2, 0};
+            ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+            if (fd < 0 || ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
+                break;
+            ++opened;
+        }
+        if (::write(result[1], &opened, sizeof opened) != sizeof opened)
+            ::_exit(1);
+        char c;
+        while (::read(release[0], &c, 1) < 0 && errno == EINTR) {
+        }
+        ::_exit(0);
+    }
+    ::close(result[1]);
+    ::close(release[0]);
+    int opened = 0;
+    const bool told = ::read(result[0], &opened, sizeof opened) == sizeof opened;
+    // Every connection is dealt with: served, closed because it could not be watched, or
+    // shed. None is left in the backlog keeping the socket readable (the loop would spin).
+    const bool drained = wait_until([&] {
+        const auto s = f.stats();
+        return s.served + s.closed_at_accept + s.shed == static_cast<std::uint64_t>(opened);
+    });
+    const auto stats = f.stats();
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
+    ::close(release[1]);
+    ::close(result[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    REQUIRE(pid > 0);
+    REQUIRE(told);
+    CHECK(opened == kConnections);
+    INFO("served " << stats.served << ", unwatched " << stats.closed_at_accept << ", shed "
+                   << stats.shed);
+    CHECK(drained);
+    CHECK(stats.shed > 0);
+    // With fds again, the server answers.
     CHECK(get_status(*f.stub()).ok());
 }
 
