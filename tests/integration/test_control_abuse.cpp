@@ -225,6 +225,7 @@ TEST_CASE("a flood of idle connections from a denied uid costs vigild no fds: ro
     CHECK(status.out.find("State: running") != std::string::npos);
 
     // The child's restart needs fds (pipes, pidfd, records, the probe's channel): it works.
+    const auto killed_at = std::chrono::steady_clock::now();
     REQUIRE(::kill(*first, SIGKILL) == 0);
     std::optional<pid_t> second;
     REQUIRE(wait_until([&] {
@@ -236,6 +237,11 @@ TEST_CASE("a flood of idle connections from a denied uid costs vigild no fds: ro
         return s.code == 0 && s.out.find("State: running") != std::string::npos &&
                s.out.find("PID: " + std::to_string(*second)) != std::string::npos;
     }));
+    figure(
+        "child killed -> new child running, confirmed by vigilctl: " +
+        std::to_string(
+            std::chrono::duration_cast<Ms>(std::chrono::steady_clock::now() - killed_at).count()) +
+        "ms");
     const std::string log = vigild.output();
     INFO(log.substr(0, 4000));
     CHECK(log.find("Too many open files") == std::string::npos);
