@@ -133,6 +133,8 @@ private:
     asio::steady_timer sweep_timer_;
     asio::steady_timer log_timer_;
     bool sweep_armed_ = false;
+    Clock::time_point sweep_due_;
+    std::uint64_t sweep_gen_ = 0; // a sweep handler of an older generation does nothing
     bool log_armed_ = false;
     bool closed_ = false;
     CallLedger::Id next_id_ = 1;

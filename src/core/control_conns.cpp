@@ -14,10 +14,13 @@ namespace vigil {
 
 namespace {
 
-// The idle and grace deadlines are checked this often (at most), while connections are
-// open; nothing wakes the loop when there are none.
-constexpr std::chrono::milliseconds kMaxSweepPeriod{250};
-constexpr std::chrono::milliseconds kMinSweepPeriod{10};
+// The idle and grace deadlines are checked every quarter of the shorter one that applies:
+// while a rejected connection is open, a quarter of the grace (at most kMaxGraceSweep);
+// otherwise a quarter of the idle timeout (at most kMaxIdleSweep). Nothing wakes the loop
+// when no connection is open.
+constexpr std::chrono::milliseconds kMaxGraceSweep{250};
+constexpr std::chrono::milliseconds kMaxIdleSweep{15'000};
+constexpr std::chrono::milliseconds kMinSweep{10};
 // Hang-ups read from the epoll set per call of epoll_wait.
 constexpr int kEventsPerRead = 64;
 
@@ -156,7 +159,9 @@ void ControlConnections::on_watch_ready() {
 void ControlConnections::take(UniqueFd fd, const Peer& peer) {
     if (closed_)
         return;
-    const ConnectionCounts counts{stats_.served, served_by_uid_[peer.uid], stats_.rejected};
+    const auto by_uid = served_by_uid_.find(peer.uid);
+    const ConnectionCounts counts{
+        stats_.served, by_uid == served_by_uid_.end() ? 0 : by_uid->second, stats_.rejected};
     const Admission admission = admit(limits_, counts, peer.allowed, peer.privileged);
     const std::string uid = std::to_string(peer.uid);
     Route route = Route::serve;
@@ -269,15 +274,23 @@ void ControlConnections::on_call_ended(CallLedger::Id id) {
 }
 
 void ControlConnections::arm_sweep() {
-    if (sweep_armed_ || closed_ || conns_.empty())
+    if (closed_ || conns_.empty())
         return;
-    const auto period = std::clamp(std::min(limits_.idle_timeout, limits_.rejected_grace) / 4,
-                                   kMinSweepPeriod, kMaxSweepPeriod);
+    const auto period = stats_.rejected > 0
+                            ? std::clamp(limits_.rejected_grace / 4, kMinSweep, kMaxGraceSweep)
+                            : std::clamp(limits_.idle_timeout / 4, kMinSweep, kMaxIdleSweep);
+    const auto due = Clock::now() + period;
+    if (sweep_armed_ && sweep_due_ <= due)
+        return;
+    // Sooner than the armed sweep (a rejected connection arrived): re-arm. The cancelled
+    // wait's handler still runs; the generation tells it it is stale.
     sweep_armed_ = true;
-    sweep_timer_.expires_after(period);
+    sweep_due_ = due;
+    const auto gen = ++sweep_gen_;
+    sweep_timer_.expires_at(due);
     sweep_timer_.async_wait(
-        [this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec) {
-            if (alive.expired())
+        [this, alive = std::weak_ptr<int>(alive_), gen](boost::system::error_code ec) {
+            if (alive.expired() || gen != sweep_gen_)
                 return;
             sweep_armed_ = false;
             if (ec || closed_)

@@ -175,7 +175,9 @@ TEST_CASE("vigilctl events follows state changes until interrupted", "[e2e][cont
     REQUIRE(v.process().wait_exit() == 0);
 }
 
-TEST_CASE("reload: a broken file keeps the old config; a changed child restarts",
+// No ";" in test names: catch_discover_tests cuts a name there, and ctest then runs a
+// filter that matches nothing (and "passes").
+TEST_CASE("reload: a broken file keeps the old config, a changed child restarts",
           "[e2e][control]") {
     become_subreaper();
     TempDir dir;
@@ -243,7 +245,7 @@ TEST_CASE("a peer that is not root, vigild or allowed gets PERMISSION_DENIED", "
     REQUIRE(v.process().wait_exit() == 0);
 }
 
-TEST_CASE("8 clients x 500 GetStatus while the child restarts; a stuck watcher delays "
+TEST_CASE("8 clients x 500 GetStatus while the child restarts, a stuck watcher delays "
           "nobody",
           "[e2e][control]") {
     become_subreaper();

@@ -929,7 +929,7 @@ TEST_CASE("control server: peers other than root, vigild's uid and allowed_uids 
     }
 }
 
-TEST_CASE("control server: a denied peer that makes no call is closed after the grace; "
+TEST_CASE("control server: a denied peer that makes no call is closed after the grace, "
           "past the cap of rejected connections it is closed at once",
           "[unit][control]") {
     if (::geteuid() != 0) {
@@ -958,7 +958,7 @@ TEST_CASE("control server: a denied peer that makes no call is closed after the 
     CHECK(get_status(*f.stub()).ok());
 }
 
-TEST_CASE("control server: an idle connection is closed; one with a stream open is not",
+TEST_CASE("control server: an idle connection is closed, one with a stream open is not",
           "[unit][control]") {
     ConnectionLimits limits = ConnectionLimits::from_fd_limit(4096, 0);
     limits.idle_timeout = 300ms;
