@@ -78,7 +78,6 @@ public:
     std::size_t stream_count() const;
     // Loop thread, after start(); for tests and diagnostics.
     ControlConnections::Stats connection_stats() const;
-    const ConnectionLimits& connection_limits() const;
 
 private:
     void start_accept();

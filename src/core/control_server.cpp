@@ -933,11 +933,6 @@ ControlConnections::Stats ControlServer::connection_stats() const {
     return conns_ ? conns_->stats() : ControlConnections::Stats{};
 }
 
-const ConnectionLimits& ControlServer::connection_limits() const {
-    static const ConnectionLimits none{};
-    return conns_ ? conns_->limits() : none;
-}
-
 std::size_t ControlServer::stream_count() const {
     return core_->subscribed_streams();
 }
