@@ -10,15 +10,23 @@
 // Authentication: vigild accepts the connections on the socket itself, reads the peer's
 // uid with SO_PEERCRED and hands the connection to one of two in-process gRPC servers: the
 // real one (root, vigild's own uid, [daemon] allowed_uids) or a deny-all one that answers
-// every method with PERMISSION_DENIED.
+// every method with PERMISSION_DENIED. Connections are bounded (control_conns.hpp,
+// conn_limits.hpp): a denied peer's connection is closed right after its answer (or a short
+// grace), served connections are capped per uid and in total from RLIMIT_NOFILE, and an
+// idle one (no open call) is closed after a while; a peer past a cap gets
+// RESOURCE_EXHAUSTED. Strings in requests are bounded before use.
 #pragma once
 
 #include "vigil/asio.hpp"
+#include "vigil/conn_limits.hpp"
 #include "vigil/control_backend.hpp"
+#include "vigil/control_conns.hpp"
 #include "vigil/result.hpp"
+#include "vigil/unique_fd.hpp"
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <sys/types.h>
 #include <thread>
@@ -54,6 +62,10 @@ public:
     // not a socket is an error, never removed.
     Status start();
 
+    // Before start(): use these limits instead of ConnectionLimits::from_fd_limit(the soft
+    // RLIMIT_NOFILE, the fds open at start()). For tests.
+    void set_connection_limits(ConnectionLimits limits) { limits_override_ = limits; }
+
     // Loop thread. Stops accepting, finishes every open call (pending commands and streams
     // get UNAVAILABLE "vigild is shutting down"), unsubscribes from the backend, removes the
     // socket file, then shuts gRPC down on a helper thread while the loop keeps turning and
@@ -64,11 +76,16 @@ public:
     // Number of watchers (WatchEvents and following Logs streams) subscribed now. Loop
     // thread; for tests and diagnostics.
     std::size_t stream_count() const;
+    // Loop thread, after start(); for tests and diagnostics.
+    ControlConnections::Stats connection_stats() const;
 
 private:
     void start_accept();
     void retry_accept_later();
     void on_acceptable();
+    // accept(2) failed with EMFILE/ENFILE: accept the pending connection with the spare fd's
+    // slot and close it, so the backlog drains and the loop does not spin.
+    bool shed_one();
     // Sorts an accepted connection by the peer's uid (SO_PEERCRED) and gives it to gRPC.
     void hand_over(int fd);
     void stop_accepting();
@@ -78,6 +95,9 @@ private:
     std::shared_ptr<detail::ControlCore> core_;
     asio::local::stream_protocol::acceptor acceptor_;
     asio::steady_timer retry_timer_;
+    std::optional<ConnectionLimits> limits_override_;
+    std::unique_ptr<ControlConnections> conns_;
+    UniqueFd spare_fd_; // /dev/null, given up for a moment to shed a connection at EMFILE
     // Handlers queued in the loop hold a weak_ptr to this: expired means `this` is gone.
     std::shared_ptr<int> alive_;
     dev_t socket_dev_ = 0;

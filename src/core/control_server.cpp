@@ -18,8 +18,11 @@
 #include <charconv>
 #include <cstring>
 #include <deque>
+#include <dirent.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <mutex>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -43,6 +46,15 @@ constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
 // Connections accepted per loop turn before other handlers get their turn.
 constexpr int kMaxAcceptsPerTurn = 32;
 constexpr int kListenBacklog = 64;
+// Fewer served connections than this (from a low RLIMIT_NOFILE) is worth a warning.
+constexpr std::size_t kFewConnections = 8;
+// The longest signal name a Signal request may carry ("SIGRTMIN+15" is 11 bytes).
+constexpr std::size_t kMaxSignalNameBytes = 32;
+// Client text quoted back in an error message is cut to this many bytes, with an ellipsis.
+constexpr std::size_t kMaxEchoBytes = 40;
+// The largest request message vigild reads: requests are a few bytes; this bounds what one
+// call can make vigild allocate (gRPC's default is 4 MiB).
+constexpr int kMaxRequestBytes = 256 * 1024;
 constexpr int kMinSignal = 1;
 constexpr int kMaxSignal = 64;
 constexpr int kMinOomScore = -1000;
@@ -55,6 +67,9 @@ constexpr std::int32_t kNanosPerSecond = 1'000'000'000;
 constexpr const char* kShuttingDown = "vigild is shutting down";
 constexpr const char* kDenied = "permission denied: vigild's control API is open to root, "
                                 "vigild's own user and [daemon] allowed_uids only";
+constexpr const char* kBusy = "vigild's control socket is at its connection limit (too many "
+                              "connections open, or too many of this uid's): close idle "
+                              "connections and retry";
 
 grpc::Status shutting_down() {
     return {grpc::StatusCode::UNAVAILABLE, kShuttingDown};
@@ -107,6 +122,17 @@ Result<std::optional<Duration>> stop_timeout_from(const v1::StopRequest& req) {
         duration_cast<Duration>(seconds(d.seconds()) + nanoseconds(d.nanos())));
 }
 
+// `s` as valid UTF-8, cut to at most `max` bytes (on a character boundary) plus "…".
+std::string abbreviate(std::string_view s, std::size_t max) {
+    constexpr std::string_view kEllipsis = "\xE2\x80\xA6"; // U+2026
+    if (s.size() <= max)
+        return valid_utf8(s);
+    std::size_t cut = max;
+    while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80)
+        --cut; // not inside a multi-byte character
+    return valid_utf8(s.substr(0, cut)) + std::string(kEllipsis);
+}
+
 Result<int> signal_from(const v1::SignalRequest& req) {
     switch (req.signal_case()) {
     case v1::SignalRequest::kNumber:
@@ -115,11 +141,16 @@ Result<int> signal_from(const v1::SignalRequest& req) {
                                           kMinSignal, kMaxSignal));
         return req.number();
     case v1::SignalRequest::kName:
+        if (req.name().size() > kMaxSignalNameBytes)
+            return make_error(fmt::format("signal name '{}' is too long ({} bytes; at most {})",
+                                          abbreviate(req.name(), kMaxEchoBytes), req.name().size(),
+                                          kMaxSignalNameBytes));
         if (auto sig = parse_signal(req.name()))
             return *sig;
         return make_error(fmt::format("unknown signal '{}' (use a name such as SIGTERM or "
                                       "USR1, or a number {}..{})",
-                                      valid_utf8(req.name()), kMinSignal, kMaxSignal));
+                                      abbreviate(req.name(), kMaxEchoBytes), kMinSignal,
+                                      kMaxSignal));
     case v1::SignalRequest::SIGNAL_NOT_SET:
         break;
     }
@@ -367,19 +398,89 @@ private:
 
 class SupervisorService;
 
-// Every PERMISSION_DENIED: the server that serves the connections of unauthorised peers.
-// A generic service catches every method, known or not, so a denied peer learns why on
-// its first call instead of seeing a dropped connection.
-class DenyAllService final : public grpc::CallbackGenericService {
+// The servers of rejected connections: every call, known method or not, ends at once with
+// one status (PERMISSION_DENIED for a denied peer, RESOURCE_EXHAUSTED past a connection
+// limit), so the peer learns why on its first call instead of seeing a dropped connection.
+class AnswerAllService final : public grpc::CallbackGenericService {
+public:
+    AnswerAllService(grpc::StatusCode code, const char* message) : code_(code), message_(message) {}
+
+private:
     grpc::ServerGenericBidiReactor* CreateReactor(grpc::GenericCallbackServerContext*) override {
         class Reactor final : public grpc::ServerGenericBidiReactor {
         public:
-            Reactor() { Finish(grpc::Status(grpc::StatusCode::PERMISSION_DENIED, kDenied)); }
+            explicit Reactor(grpc::Status st) { Finish(std::move(st)); }
             void OnDone() override { delete this; }
         };
-        return new Reactor;
+        return new Reactor(grpc::Status(code_, message_));
     }
+
+    grpc::StatusCode code_;
+    const char* message_;
 };
+
+// Tells the CallLedger when a call starts and ends on a connection, for every method of
+// every server (grpc.health.v1 included): the idle timeout counts only connections with no
+// open call, and a rejected connection is closed once its call has ended (answered).
+class CallCounter final : public grpc::experimental::Interceptor {
+public:
+    CallCounter(grpc::experimental::ServerRpcInfo* info, std::shared_ptr<CallLedger> ledger)
+        : info_(info), ledger_(std::move(ledger)) {}
+    // The interceptor lives as long as the call: its end is the call's end.
+    ~CallCounter() override { ledger_->call_ended(id_); }
+
+    void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+        if (!started_ &&
+            methods->QueryInterceptionHookPoint(
+                grpc::experimental::InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
+            started_ = true;
+            try {
+                id_ = ledger_->call_started(info_->server_context()->peer());
+            } catch (...) {
+                id_ = 0; // uncounted: at worst the connection looks idle
+            }
+        }
+        methods->Proceed();
+    }
+
+private:
+    grpc::experimental::ServerRpcInfo* info_;
+    std::shared_ptr<CallLedger> ledger_;
+    bool started_ = false;
+    CallLedger::Id id_ = 0;
+};
+
+class CallCounterFactory final : public grpc::experimental::ServerInterceptorFactoryInterface {
+public:
+    explicit CallCounterFactory(std::shared_ptr<CallLedger> ledger) : ledger_(std::move(ledger)) {}
+    grpc::experimental::Interceptor*
+    CreateServerInterceptor(grpc::experimental::ServerRpcInfo* info) override {
+        return new CallCounter(info, ledger_);
+    }
+
+private:
+    std::shared_ptr<CallLedger> ledger_;
+};
+
+std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+call_counters(const std::shared_ptr<CallLedger>& ledger) {
+    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> v;
+    v.push_back(std::make_unique<CallCounterFactory>(ledger));
+    return v;
+}
+
+// Descriptors open in this process now (/proc/self/fd, less the one reading it).
+std::size_t open_fd_count() {
+    DIR* d = ::opendir("/proc/self/fd");
+    if (d == nullptr)
+        return 0;
+    std::size_t n = 0;
+    while (const dirent* e = ::readdir(d))
+        if (e->d_name[0] != '.')
+            ++n;
+    ::closedir(d);
+    return n > 0 ? n - 1 : 0;
+}
 
 } // namespace
 
@@ -499,6 +600,18 @@ struct ControlCore : std::enable_shared_from_this<ControlCore> {
 
     template <class Fn> void post(Fn fn) { asio::post(io, std::move(fn)); }
 
+    // Blocks until every call of every server has finished (see shutdown()).
+    void shutdown_servers(std::chrono::system_clock::time_point deadline) {
+        for (auto* s : {server.get(), deny_server.get(), busy_server.get()})
+            if (s != nullptr)
+                s->Shutdown(deadline);
+    }
+    void reset_servers() {
+        server.reset();
+        deny_server.reset();
+        busy_server.reset();
+    }
+
     // The hook a stream calls when it ends: drop it on the loop thread.
     std::function<void()> end_hook(std::uint64_t id) {
         return [weak = weak_from_this(), id] {
@@ -525,9 +638,11 @@ struct ControlCore : std::enable_shared_from_this<ControlCore> {
 
     // Declared before the servers: a service must outlive the server it is registered with.
     std::unique_ptr<SupervisorService> service;
-    std::unique_ptr<DenyAllService> deny;
+    std::unique_ptr<AnswerAllService> deny;
+    std::unique_ptr<AnswerAllService> busy;
     std::unique_ptr<grpc::Server> server;
     std::unique_ptr<grpc::Server> deny_server;
+    std::unique_ptr<grpc::Server> busy_server;
 };
 
 } // namespace detail
@@ -790,7 +905,8 @@ private:
 
 detail::ControlCore::ControlCore(asio::io_context& io_, ControlBackend& backend_)
     : io(io_), backend(backend_), service(std::make_unique<SupervisorService>(*this)),
-      deny(std::make_unique<DenyAllService>()) {}
+      deny(std::make_unique<AnswerAllService>(grpc::StatusCode::PERMISSION_DENIED, kDenied)),
+      busy(std::make_unique<AnswerAllService>(grpc::StatusCode::RESOURCE_EXHAUSTED, kBusy)) {}
 
 // ---------------------------------------------------------------------------------------
 
@@ -805,15 +921,16 @@ ControlServer::~ControlServer() {
         shutdown_started_ = true;
         stop_accepting();
         core_->close();
-        const auto deadline = std::chrono::system_clock::now() + kShutdownGrace;
-        core_->server->Shutdown(deadline);
-        core_->deny_server->Shutdown(deadline);
+        core_->shutdown_servers(std::chrono::system_clock::now() + kShutdownGrace);
     }
     if (shutdown_thread_.joinable())
         shutdown_thread_.join();
     // gRPC has let go of every call: no handler can run any more.
-    core_->server.reset();
-    core_->deny_server.reset();
+    core_->reset_servers();
+}
+
+ControlConnections::Stats ControlServer::connection_stats() const {
+    return conns_ ? conns_->stats() : ControlConnections::Stats{};
 }
 
 std::size_t ControlServer::stream_count() const {
@@ -884,39 +1001,69 @@ Status ControlServer::start() {
     if (::listen(fd.get(), kListenBacklog) != 0)
         return fail(errno, fmt::format("failed to listen on control socket {}", path));
 
-    // No listening port on either server: connections come from our own acceptor below,
+    // The spare fd is open before the count, so the limits leave room for it.
+    spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    struct rlimit nofile {};
+    ::getrlimit(RLIMIT_NOFILE, &nofile);
+    const ConnectionLimits limits =
+        limits_override_ ? *limits_override_
+                         : ConnectionLimits::from_fd_limit(nofile.rlim_cur, open_fd_count());
+    if (!limits_override_ && limits.max_total < kFewConnections)
+        log::warn("the fd limit ({}) leaves room for only {} control connections after the "
+                  "reserve kept for the child's spawn (raise LimitNOFILE= or ulimit -n)",
+                  nofile.rlim_cur, limits.max_total);
+    conns_ = std::make_unique<ControlConnections>(
+        io_, limits, [core = core_.get()](ControlConnections::Route route, int conn_fd) {
+            grpc::Server* s = route == ControlConnections::Route::serve  ? core->server.get()
+                              : route == ControlConnections::Route::deny ? core->deny_server.get()
+                                                                         : core->busy_server.get();
+            grpc::AddInsecureChannelFromFd(s, conn_fd);
+        });
+    if (auto st = conns_->start(); !st)
+        return fail(st.error().code.value(), st.error().context);
+    const auto ledger = conns_->ledger();
+
+    // No listening port on any server: connections come from our own acceptor below,
     // which sorts them by the peer's uid before gRPC sees a byte.
     grpc::EnableDefaultHealthCheckService(true);
     grpc::ServerBuilder builder;
     builder.RegisterService(core_->service.get());
+    builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
+    builder.experimental().SetInterceptorCreators(call_counters(ledger));
     core_->server = builder.BuildAndStart();
-    if (core_->server == nullptr)
-        return fail(0, "failed to start the gRPC control server");
-
-    grpc::ServerBuilder deny_builder;
-    // No grpc.health.v1 for denied peers either.
-    deny_builder.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
-    deny_builder.RegisterCallbackGenericService(core_->deny.get());
-    core_->deny_server = deny_builder.BuildAndStart();
-    if (core_->deny_server == nullptr) {
-        core_->server->Shutdown();
-        core_->server.reset();
+    // The servers of rejected connections: no grpc.health.v1 there either.
+    auto answering = [&](grpc::CallbackGenericService* service) {
+        grpc::ServerBuilder b;
+        b.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
+        b.SetMaxReceiveMessageSize(kMaxRequestBytes);
+        b.RegisterCallbackGenericService(service);
+        b.experimental().SetInterceptorCreators(call_counters(ledger));
+        return b.BuildAndStart();
+    };
+    if (core_->server != nullptr)
+        core_->deny_server = answering(core_->deny.get());
+    if (core_->deny_server != nullptr)
+        core_->busy_server = answering(core_->busy.get());
+    if (core_->busy_server == nullptr) {
+        core_->shutdown_servers(std::chrono::system_clock::now());
+        core_->reset_servers();
         return fail(0, "failed to start the gRPC control server");
     }
 
     boost::system::error_code ec;
     acceptor_.assign(asio::local::stream_protocol(), fd.get(), ec);
     if (ec) {
-        core_->server->Shutdown();
-        core_->deny_server->Shutdown();
-        core_->server.reset();
-        core_->deny_server.reset();
+        core_->shutdown_servers(std::chrono::system_clock::now());
+        core_->reset_servers();
         return fail(ec.value(), "failed to watch the control socket");
     }
     fd.release();
     start_accept();
-    log::info("control API listening on {} (mode {:04o}{})", path, opts_.mode & 07777,
-              gid ? fmt::format(", group {}", opts_.group) : std::string());
+    log::info("control API listening on {} (mode {:04o}{}; up to {} connections, {} per uid, "
+              "{} rejected at once; fd limit {})",
+              path, opts_.mode & 07777,
+              gid ? fmt::format(", group {}", opts_.group) : std::string(), limits.max_total,
+              limits.max_per_uid, limits.max_rejected, nofile.rlim_cur);
     return ok_status();
 }
 
@@ -926,7 +1073,7 @@ void ControlServer::start_accept() {
         if (alive.expired() || shutdown_started_ || ec == asio::error::operation_aborted)
             return;
         if (ec) {
-            log::warn("control socket {}: {}", opts_.socket_path, ec.message());
+            conns_->note_accept_error(ec.value(), false);
             retry_accept_later();
             return;
         }
@@ -944,19 +1091,37 @@ void ControlServer::retry_accept_later() {
         });
 }
 
+bool ControlServer::shed_one() {
+    if (!spare_fd_.valid())
+        return false;
+    spare_fd_.reset();
+    const int fd = ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd >= 0)
+        ::close(fd);
+    spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    return fd >= 0;
+}
+
 void ControlServer::on_acceptable() {
     for (int i = 0; i < kMaxAcceptsPerTurn; ++i) {
         const int fd =
             ::accept4(acceptor_.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno == EINTR || errno == ECONNABORTED)
+            const int err = errno;
+            if (err == EINTR || err == ECONNABORTED)
                 continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (err == EAGAIN || err == EWOULDBLOCK) {
                 start_accept();
                 return;
             }
-            log::warn("control socket {}: accept failed: {} (retrying in {}ms)", opts_.socket_path,
-                      std::strerror(errno), kAcceptRetryDelay.count());
+            // Out of descriptors: close the pending connection through the spare's slot and
+            // go on, so the backlog drains and the peer is not left hanging. Without a spare
+            // (or another error), wait a little: never spin on a socket that stays readable.
+            if ((err == EMFILE || err == ENFILE) && shed_one()) {
+                conns_->note_accept_error(err, true);
+                continue;
+            }
+            conns_->note_accept_error(err, false);
             retry_accept_later();
             return;
         }
@@ -974,29 +1139,24 @@ void ControlServer::hand_over(int raw_fd) {
     ucred cred{};
     socklen_t len = sizeof cred;
     if (::getsockopt(fd.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
-        log::warn("control socket {}: cannot read the peer's credentials: {}; closing the "
-                  "connection",
-                  opts_.socket_path, std::strerror(errno));
+        conns_->note_accept_error(errno, false);
         return;
     }
-    const bool allowed = cred.uid == 0 || cred.uid == ::geteuid() ||
-                         std::find(opts_.allowed_uids.begin(), opts_.allowed_uids.end(),
-                                   cred.uid) != opts_.allowed_uids.end();
-    if (allowed) {
-        log::debug("control connection from uid {} (pid {})", cred.uid, cred.pid);
-        grpc::AddInsecureChannelFromFd(core_->server.get(), fd.release());
-    } else {
-        log::warn("control connection from uid {} (pid {}) denied: not root, vigild's uid or "
-                  "in allowed_uids",
-                  cred.uid, cred.pid);
-        grpc::AddInsecureChannelFromFd(core_->deny_server.get(), fd.release());
-    }
+    const bool privileged = cred.uid == 0 || cred.uid == ::geteuid();
+    const bool allowed =
+        privileged || std::find(opts_.allowed_uids.begin(), opts_.allowed_uids.end(), cred.uid) !=
+                          opts_.allowed_uids.end();
+    conns_->take(std::move(fd), ControlConnections::Peer{cred.uid, cred.pid, allowed, privileged});
 }
 
 void ControlServer::stop_accepting() {
     boost::system::error_code ec;
     retry_timer_.cancel();
     acceptor_.close(ec);
+    // gRPC keeps (and closes) the connections it has; vigild stops watching them.
+    if (conns_)
+        conns_->close_all();
+    spare_fd_.reset();
     // Remove the socket only if it is still the one we bound (never another vigild's).
     struct stat st {};
     if (socket_ino_ != 0 && ::lstat(opts_.socket_path.c_str(), &st) == 0 &&
@@ -1040,9 +1200,7 @@ void ControlServer::shutdown(std::function<void()> done) {
     // stream whose client does not read is cancelled after kShutdownGrace), so it runs on
     // a helper thread while the loop keeps turning; `complete` is posted back.
     auto run = [core = core_, &io = io_, complete] {
-        const auto deadline = std::chrono::system_clock::now() + kShutdownGrace;
-        core->server->Shutdown(deadline);
-        core->deny_server->Shutdown(deadline);
+        core->shutdown_servers(std::chrono::system_clock::now() + kShutdownGrace);
         asio::post(io, complete);
     };
     try {

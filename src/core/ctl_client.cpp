@@ -6,6 +6,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "vigil/v1/supervisor.grpc.pb.h"
 
+#include <grpcpp/create_channel_posix.h>
 #include <grpcpp/grpcpp.h>
 
 #include <cerrno>
@@ -16,6 +17,7 @@
 #include <iostream>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <thread>
 
@@ -27,6 +29,9 @@ namespace {
 // considered unreachable. Commands that wait for the child (start, stop, restart, reload,
 // shutdown) and streams have no deadline: vigild bounds them itself.
 constexpr std::chrono::seconds kQuickDeadline{10};
+// Connecting waits at most this long for room in vigild's listen backlog (a vigild that is
+// hung, or flooded, accepts nothing): vigilctl never blocks in connect() past it.
+constexpr std::chrono::seconds kConnectDeadline{10};
 
 std::string_view command_name(Command c) {
     switch (c) {
@@ -60,32 +65,55 @@ std::string_view command_name(Command c) {
     return "?";
 }
 
-// Why the socket cannot be reached, from a plain connect(): "" when it can.
-std::string probe_socket(const std::string& path) {
+// Connects to vigild's socket, waiting for room in its listen backlog no longer than
+// kConnectDeadline: a blocking AF_UNIX connect() honours SO_SNDTIMEO and fails with EAGAIN
+// when it runs out, and wakes as soon as vigild accepts. The fd, or why not.
+Result<UniqueFd> connect_to(const std::string& path) {
     if (auto st = check_socket_path(path); !st)
-        return st.error().message();
+        return st.error();
     UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!fd.valid())
-        return std::strerror(errno);
+        return make_error(errno, "failed to create a socket");
+    timeval tv{};
+    tv.tv_sec = kConnectDeadline.count();
+    if (::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0)
+        return make_error(errno, "failed to set the connect timeout");
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
     std::memcpy(addr.sun_path, path.data(), path.size());
-    if (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
-        return std::strerror(errno);
-    return {};
+    int rc = 0;
+    do
+        rc = ::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr);
+    while (rc != 0 && errno == EINTR);
+    if (rc != 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return make_error(fmt::format("no room in its listen backlog within {}s: vigild is "
+                                          "not accepting connections (hung, or flooded by other "
+                                          "clients)",
+                                          kConnectDeadline.count()));
+        return make_error(errno, "connect failed");
+    }
+    tv = {};
+    ::setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    return fd;
 }
 
 class Client {
 public:
     Client(const Options& opts, std::ostream& out, std::ostream& err, Interrupt* interrupt)
         : opts_(opts), out_(out), err_(err), interrupt_(interrupt),
-          socket_(resolve_control_socket(opts.socket)),
-          channel_(grpc::CreateChannel(grpc_target(socket_), grpc::InsecureChannelCredentials())),
-          stub_(v1::Supervisor::NewStub(channel_)) {}
+          socket_(resolve_control_socket(opts.socket)) {}
 
     int run() {
-        if (auto st = check_socket_path(socket_); !st)
-            return unreachable(st.error().message());
+        // One connection, made here with a deadline; gRPC gets the connected fd (and owns
+        // it), so no call ever waits in a connect() of gRPC's.
+        auto fd = connect_to(socket_);
+        if (!fd) {
+            const Error& e = fd.error();
+            return unreachable(e.code ? e.code.message() : e.context);
+        }
+        channel_ = grpc::CreateInsecureChannelFromFd(grpc_target(socket_), fd->release());
+        stub_ = v1::Supervisor::NewStub(channel_);
         switch (opts_.command) {
         case Command::status:
             return status();
@@ -173,10 +201,8 @@ private:
 
     int failed(const grpc::Status& st) {
         switch (st.error_code()) {
-        case grpc::StatusCode::UNAVAILABLE: {
-            const std::string why = probe_socket(socket_);
-            return unreachable(why.empty() ? st.error_message() : why);
-        }
+        case grpc::StatusCode::UNAVAILABLE:
+            return unreachable(st.error_message());
         case grpc::StatusCode::DEADLINE_EXCEEDED:
             return unreachable(fmt::format("no answer within {}s", kQuickDeadline.count()));
         default:
