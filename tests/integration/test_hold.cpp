@@ -50,7 +50,7 @@ TEST_CASE("a stopped child stays stopped across a vigild SIGKILL until vigilctl 
     CHECK(read_file(dir / "status.out").find("held by the operator") != std::string::npos);
     REQUIRE(vigilctl(dir, second, {"start"}, "start.out") == 0);
     REQUIRE(second.wait_log("-> running"));
-    CHECK(read_stamps(dir / "stamps").size() == 2);
+    CHECK(wait_until([&] { return read_stamps(dir / "stamps").size() == 2; }));
     CHECK_FALSE(file_exists(second.state_dir() + "/child.hold"));
     second.process().signal(SIGTERM);
     REQUIRE(second.process().wait_exit() == 0);
@@ -75,7 +75,7 @@ TEST_CASE("the hold survives SIGUSR2 and ends with a clean stop of vigild", "[e2
     CHECK_FALSE(file_exists(dir / "state/child.hold"));
     Vigild third(dir, body(dir), {}, {}, "third.log");
     REQUIRE(third.wait_log("-> running"));
-    CHECK(read_stamps(dir / "stamps").size() == 2);
+    CHECK(wait_until([&] { return read_stamps(dir / "stamps").size() == 2; }));
     third.process().signal(SIGTERM);
     REQUIRE(third.process().wait_exit() == 0);
 }
