@@ -110,8 +110,15 @@ public:
     virtual StatusSnapshot status() = 0;
     // stopped | failed -> start; anything else -> failed_precondition.
     virtual void start(Reply reply) = 0;
-    // Replies once the child is stopped. `timeout` overrides stop_timeout for this stop.
-    virtual void stop(std::optional<Duration> timeout, Reply reply) = 0;
+    // What a Stop asks for: `timeout` overrides stop_timeout for this stop; the child then
+    // stays stopped (held) for `hold_for` (nullopt: until start), with `reason`.
+    struct StopArgs {
+        std::optional<Duration> timeout;
+        std::optional<Duration> hold_for;
+        std::string reason;
+    };
+    // Replies once the child is stopped.
+    virtual void stop(StopArgs args, Reply reply) = 0;
     // Stops (if running) then starts; replies once the new child is spawned.
     virtual void restart(Reply reply) = 0;
     virtual CommandOutcome signal(int sig) = 0;

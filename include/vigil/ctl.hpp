@@ -24,6 +24,7 @@ namespace vigil::ctl {
 
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitApiError = 1;     // vigild answered with an error
+inline constexpr int kExitNotRunning = 3;   // status: the child is not running (LSB)
 inline constexpr int kExitUsage = 64;       // bad command line
 inline constexpr int kExitUnreachable = 69; // vigild did not answer
 
@@ -48,8 +49,10 @@ struct Options {
     bool json = false;
     Command command = Command::help;
     std::optional<Duration> stop_timeout; // stop --timeout
+    std::optional<Duration> hold_for;     // stop --for
+    std::string reason;                   // stop --reason
     std::string signal;                   // kill SIGNAL
-    std::optional<OomScore> oom;          // oom-score N|inherit (range checked by vigild)
+    std::optional<OomScore> oom;          // oom-score N|inherit
     bool follow = false;                  // logs -f
     bool leave_running = false;           // shutdown --leave-running
 };

@@ -45,7 +45,7 @@ public:
     // ControlBackend (loop thread).
     StatusSnapshot status() override;
     void start(Reply reply) override;
-    void stop(std::optional<Duration> timeout, Reply reply) override;
+    void stop(StopArgs args, Reply reply) override;
     void restart(Reply reply) override;
     CommandOutcome signal(int sig) override;
     CommandOutcome set_oom_score(OomScore score) override;

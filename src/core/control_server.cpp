@@ -122,6 +122,34 @@ Result<std::optional<Duration>> stop_timeout_from(const v1::StopRequest& req) {
         duration_cast<Duration>(seconds(d.seconds()) + nanoseconds(d.nanos())));
 }
 
+// The hold a Stop may ask for: a year at most.
+constexpr std::int64_t kMaxHoldSeconds = 365LL * 24 * 3600;
+constexpr std::size_t kMaxReasonBytes = 1024;
+
+Result<ControlBackend::StopArgs> stop_args_from(const v1::StopRequest& req) {
+    ControlBackend::StopArgs args;
+    auto timeout = stop_timeout_from(req);
+    if (!timeout)
+        return timeout.error();
+    args.timeout = *timeout;
+    if (req.has_hold_for()) {
+        const auto& d = req.hold_for();
+        if (d.seconds() < 0 || d.nanos() < 0 || (d.seconds() == 0 && d.nanos() == 0))
+            return make_error("hold_for must be greater than 0");
+        if (d.seconds() > kMaxHoldSeconds || d.nanos() >= kNanosPerSecond)
+            return make_error("hold_for is out of range (at most 365 days)");
+        using namespace std::chrono;
+        args.hold_for = duration_cast<Duration>(seconds(d.seconds()) + nanoseconds(d.nanos()));
+    }
+    if (req.reason().size() > kMaxReasonBytes)
+        return make_error(
+            fmt::format("reason is {} bytes; at most {}", req.reason().size(), kMaxReasonBytes));
+    if (req.reason().find_first_of("\n\r") != std::string::npos)
+        return make_error("reason must be one line");
+    args.reason = valid_utf8(req.reason());
+    return args;
+}
+
 // `s` as valid UTF-8, cut to at most `max` bytes (on a character boundary) plus "…".
 std::string abbreviate(std::string_view s, std::size_t max) {
     constexpr std::string_view kEllipsis = "\xE2\x80\xA6"; // U+2026
@@ -708,11 +736,11 @@ public:
 
     grpc::ServerUnaryReactor* Stop(grpc::CallbackServerContext* ctx, const v1::StopRequest* req,
                                    v1::CommandReply* resp) override {
-        auto timeout = stop_timeout_from(*req);
-        if (!timeout)
-            return reject(ctx, invalid(timeout.error().message()));
-        return unary(ctx, [resp, t = *timeout](const PendingCall& call) {
-            call.backend().stop(t, [call, resp](CommandOutcome o) { call.finish(o, resp); });
+        auto args = stop_args_from(*req);
+        if (!args)
+            return reject(ctx, invalid(args.error().message()));
+        return unary(ctx, [resp, a = std::move(*args)](const PendingCall& call) {
+            call.backend().stop(a, [call, resp](CommandOutcome o) { call.finish(o, resp); });
         });
     }
 

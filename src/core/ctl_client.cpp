@@ -129,6 +129,12 @@ public:
                     req.mutable_timeout()->set_seconds(ms / 1000);
                     req.mutable_timeout()->set_nanos(static_cast<int>(ms % 1000) * 1'000'000);
                 }
+                if (opts_.hold_for) {
+                    const auto ms = opts_.hold_for->count();
+                    req.mutable_hold_for()->set_seconds(ms / 1000);
+                    req.mutable_hold_for()->set_nanos(static_cast<int>(ms % 1000) * 1'000'000);
+                }
+                req.set_reason(opts_.reason);
                 return stub_->Stop(ctx, req, r);
             });
         case Command::restart:
@@ -231,7 +237,8 @@ private:
         if (auto st = fetch_status(reply); !st.ok())
             return failed(st);
         print(reply, format_status(reply, std::chrono::system_clock::now()));
-        return kExitOk;
+        // As `systemctl status`: 3 when the child is not running, so monitoring needs no jq.
+        return reply.state() == "running" ? kExitOk : kExitNotRunning;
     }
 
     int oom_show() {

@@ -72,6 +72,11 @@ std::string quote_arg(const std::string& a) {
 
 } // namespace
 
+// What vigild accepts (control_server.cpp): a stop timeout of a day, a hold of a year.
+constexpr Duration kMaxStopTimeout = std::chrono::hours(24);
+constexpr Duration kMaxHold = std::chrono::hours(24 * 365);
+constexpr std::size_t kMaxReason = 1024;
+
 std::variant<Options, UsageError> parse_args(const std::vector<std::string>& args) {
     Options o;
     bool have_command = false;
@@ -106,16 +111,43 @@ std::variant<Options, UsageError> parse_args(const std::vector<std::string>& arg
                 if (!v)
                     return UsageError{error};
                 auto d = parse_duration(*v);
-                if (!d)
+                if (!d || *d > kMaxStopTimeout)
                     return UsageError{fmt::format(
-                        "bad --timeout '{}' (a duration such as 500ms, 10s or 1m30s)", *v)};
+                        "bad --timeout '{}' (a duration of at most 24h, such as 500ms, 10s or "
+                        "1m30s)",
+                        *v)};
                 o.stop_timeout = *d;
+            } else if (have_command && o.command == Command::stop && option_is(a, "--for")) {
+                auto v = option_value(args, i, "--for", &error);
+                if (!v)
+                    return UsageError{error};
+                auto d = parse_duration(*v);
+                if (!d || d->count() == 0 || *d > kMaxHold)
+                    return UsageError{fmt::format(
+                        "bad --for '{}' (a duration greater than 0 and at most 365d, such as "
+                        "30min or 2h)",
+                        *v)};
+                o.hold_for = *d;
+            } else if (have_command && o.command == Command::stop && option_is(a, "--reason")) {
+                auto v = option_value(args, i, "--reason", &error);
+                if (!v)
+                    return UsageError{error};
+                if (v->size() > kMaxReason || v->find_first_of("\n\r") != std::string::npos)
+                    return UsageError{
+                        fmt::format("bad --reason: one line of at most {} bytes", kMaxReason)};
+                o.reason = *v;
             } else if (have_command && o.command == Command::logs &&
                        (a == "-f" || a == "--follow")) {
                 o.follow = true;
             } else if (have_command && o.command == Command::shutdown && a == "--leave-running") {
                 o.leave_running = true;
             } else {
+                // "kill -9": the signal is an argument, not an option.
+                if (have_command && o.command == Command::kill && a.size() > 1 &&
+                    parse_signal(a.substr(1)))
+                    return UsageError{fmt::format("unknown option '{}': write the signal without "
+                                                  "'-': vigilctl kill {}",
+                                                  a, a.substr(1))};
                 return UsageError{fmt::format("unknown option '{}'{}", a,
                                               have_command ? " for this command" : "")};
             }
@@ -135,11 +167,20 @@ std::variant<Options, UsageError> parse_args(const std::vector<std::string>& arg
         return UsageError{"no command given"};
 
     switch (o.command) {
-    case Command::kill:
+    case Command::kill: {
         if (positional.size() != 1)
             return UsageError{"kill needs exactly one SIGNAL (a name such as SIGUSR1 or a number)"};
-        o.signal = positional[0];
+        // Checked here, as vigild would: names in any case ("usr1"), numbers 1..64.
+        std::string name = positional[0];
+        for (auto& ch : name)
+            ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+        if (name.size() > 32 || !parse_signal(name))
+            return UsageError{fmt::format("unknown signal '{}' (a name such as SIGUSR1 or USR1, "
+                                          "or a number 1..64)",
+                                          positional[0].substr(0, 32))};
+        o.signal = name;
         return o;
+    }
     case Command::oom_score:
         if (positional.size() > 1)
             return UsageError{"oom-score takes at most one value (N or inherit)"};
@@ -149,7 +190,7 @@ std::variant<Options, UsageError> parse_args(const std::vector<std::string>& arg
             if (v == "inherit")
                 o.oom = OomScore{true, 0};
             else if (auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
-                     ec == std::errc() && p == v.data() + v.size())
+                     ec == std::errc() && p == v.data() + v.size() && n >= -1000 && n <= 1000)
                 o.oom = OomScore{false, n};
             else
                 return UsageError{
@@ -182,10 +223,14 @@ Manage the child daemon that vigild supervises, through vigild's control socket.
 
 Commands:
   status                 the child's state, pid, uptime, restarts, last exit, health and
-                         OOM score (configured and actual)
-  start                  start a stopped or failed child
-  stop [--timeout D]     stop the child: its stop signal, then SIGKILL after D (default:
-                         [child] stop_timeout); returns once it is gone
+                         OOM score (configured and actual); exit 3 if it is not running
+  start                  start a stopped or failed child (and end a hold); a running
+                         child is left alone (exit 0)
+  stop [--timeout D] [--for D] [--reason TEXT]
+                         stop the child: its stop signal, then SIGKILL after --timeout
+                         (default: [child] stop_timeout); returns once it is gone. It
+                         stays stopped, even across vigild restarts and crashes, until
+                         `start`, until --for runs out, or until vigild is stopped
   restart                stop the child if it runs, then start it again
   kill SIGNAL            send SIGNAL (SIGUSR1, USR1 or a number) to the child
   oom-score [N|inherit]  without a value: show the configured and the actual
@@ -209,7 +254,8 @@ Options:
   --version      show vigilctl's version
 
 Exit status: 0 success (also when events or logs -f is interrupted), 1 vigild reported
-an error (message on stderr), 64 bad command line, 69 vigild is unreachable.
+an error (message on stderr), 3 `status` of a child that is not running, 64 bad command
+line, 69 vigild is unreachable.
 )",
         kDefaultControlSocket);
 }

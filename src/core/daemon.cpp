@@ -273,10 +273,10 @@ void Daemon::start(Reply reply) {
     supervisor_.start_command(std::move(reply));
 }
 
-void Daemon::stop(std::optional<Duration> timeout, Reply reply) {
+void Daemon::stop(StopArgs args, Reply reply) {
     if (shutting_down_)
         return reply(CommandOutcome::precondition("vigild is shutting down"));
-    supervisor_.stop_command(timeout, std::move(reply));
+    supervisor_.stop_command(args.timeout, std::move(reply), args.hold_for, std::move(args.reason));
 }
 
 void Daemon::restart(Reply reply) {

@@ -1137,8 +1137,9 @@ void Supervisor::start_command(ControlBackend::Reply reply) {
     case ChildState::starting:
     case ChildState::running:
     case ChildState::unhealthy:
-        reply(CommandOutcome::precondition(fmt::format(
-            "the child is already {} (pid {}); use restart", to_string(state_), child_pid())));
+        // Done already, as `systemctl start` of an active unit.
+        reply(CommandOutcome::success(
+            fmt::format("the child is already {} (pid {})", to_string(state_), child_pid())));
         return;
     case ChildState::stopping:
         reply(CommandOutcome::precondition("the child is stopping; start it once it is stopped"));
@@ -1153,8 +1154,10 @@ void Supervisor::stop_command(std::optional<Duration> timeout, ControlBackend::R
     switch (state_) {
     case ChildState::stopped:
     case ChildState::failed:
-        reply(CommandOutcome::precondition(
-            fmt::format("the child is not running (state {})", to_string(state_))));
+        // Done already, as `systemctl stop` of an inactive unit; the hold is recorded.
+        reply(CommandOutcome::success(
+            fmt::format("the child is already {}; it stays stopped until `vigilctl start`",
+                        to_string(state_))));
         return;
     case ChildState::backoff:
     case ChildState::starting:

@@ -77,9 +77,9 @@ TEST_CASE("vigilctl drives every command against a running vigild", "[e2e][contr
                             "\"consecutive_failures\":0", "\"last_result\":\"SERVING\""})
         CHECK(js.out.find(key) != std::string::npos);
 
-    // Start while running: FAILED_PRECONDITION -> exit 1 with the reason.
+    // Start while running: done already, exit 0 (as systemctl start of an active unit).
     auto again = vigilctl(dir, {"start"});
-    CHECK(again.code == 1);
+    CHECK(again.code == 0);
     CHECK(again.out.find("already running") != std::string::npos);
 
     // kill SIGNAL reaches the child.
@@ -87,14 +87,14 @@ TEST_CASE("vigilctl drives every command against a running vigild", "[e2e][contr
     REQUIRE(wait_until(
         [&] { return read_file(dir / "signals").find("SIGUSR1") != std::string::npos; }));
     auto badsig = vigilctl(dir, {"kill", "SIGNOPE"});
-    CHECK(badsig.code != 0);
+    CHECK(badsig.code == 64);
 
     // OOM score: set, read back, inherit again.
     CHECK(vigilctl(dir, {"oom-score", "321"}).code == 0);
     CHECK(oom_score_of(first) == 321);
     auto oom = vigilctl(dir, {"oom-score"});
     CHECK(oom.out.find("configured 321, actual 321") != std::string::npos);
-    CHECK(vigilctl(dir, {"oom-score", "2000"}).code != 0);
+    CHECK(vigilctl(dir, {"oom-score", "2000"}).code == 64);
     CHECK(vigilctl(dir, {"oom-score", "inherit"}).code == 0);
 
     // Captured output.
@@ -109,10 +109,14 @@ TEST_CASE("vigilctl drives every command against a running vigild", "[e2e][contr
     auto stop = vigilctl(dir, {"stop", "--timeout", "5s"});
     CHECK(stop.code == 0);
     CHECK_FALSE(process_alive(first));
-    CHECK(vigilctl(dir, {"status"}).out.find("State: stopped") != std::string::npos);
+    auto stopped = vigilctl(dir, {"status"});
+    CHECK(stopped.out.find("State: stopped") != std::string::npos);
+    CHECK(stopped.code == 3); // LSB: not running
+    CHECK(vigilctl(dir, {"--json", "status"}).code == 3);
+    // Stop of a stopped child: done already, exit 0.
     auto stop2 = vigilctl(dir, {"stop"});
-    CHECK(stop2.code == 1);
-    CHECK(stop2.out.find("not running") != std::string::npos);
+    CHECK(stop2.code == 0);
+    CHECK(stop2.out.find("already stopped") != std::string::npos);
     CHECK(vigilctl(dir, {"start"}).code == 0);
     REQUIRE(wait_until(
         [&] { return vigilctl(dir, {"status"}).out.find("State: running") != std::string::npos; }));

@@ -95,9 +95,11 @@ public:
             reply(CommandOutcome::precondition("the child is already running (pid 4242)"));
         }
     }
-    void stop(std::optional<Duration> timeout, Reply reply) override {
+    void stop(StopArgs args, Reply reply) override {
         calls.push_back("stop");
-        stop_timeout = timeout;
+        stop_timeout = args.timeout;
+        stop_hold_for = args.hold_for;
+        stop_reason = args.reason;
         if (hold_stop)
             held.push_back(std::move(reply));
         else
@@ -168,6 +170,8 @@ public:
     StatusSnapshot snap;
     std::vector<std::string> calls;
     std::optional<Duration> stop_timeout;
+    std::optional<Duration> stop_hold_for;
+    std::string stop_reason;
     int last_signal = 0;
     OomScore last_oom;
     bool leave = false;
@@ -445,6 +449,35 @@ TEST_CASE("control server: commands reach the backend and answer", "[unit][contr
         v1::CommandReply r;
         REQUIRE(stub->Stop(&ctx, req, &r).ok());
         CHECK(f.loop.run([&] { return f.backend.stop_timeout; }) == Duration(2500));
+    }
+    SECTION("stop with a hold and a reason; bad holds and reasons never reach the backend") {
+        {
+            grpc::ClientContext ctx;
+            v1::StopRequest req;
+            req.mutable_hold_for()->set_seconds(3600);
+            req.set_reason("disk replacement");
+            v1::CommandReply r;
+            REQUIRE(stub->Stop(&ctx, req, &r).ok());
+            CHECK(f.loop.run([&] { return f.backend.stop_hold_for; }) == Duration(3'600'000));
+            CHECK(f.loop.run([&] { return f.backend.stop_reason; }) == "disk replacement");
+        }
+        auto bad = [&](auto fill, const std::string& error) {
+            grpc::ClientContext ctx;
+            v1::StopRequest req;
+            fill(req);
+            v1::CommandReply r;
+            auto st = stub->Stop(&ctx, req, &r);
+            CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+            CHECK(st.error_message().find(error) != std::string::npos);
+        };
+        const auto calls = f.loop.run([&] { return f.backend.calls.size(); });
+        bad([](v1::StopRequest& q) { q.mutable_hold_for()->set_seconds(-1); }, "greater than 0");
+        bad([](v1::StopRequest& q) { q.mutable_hold_for(); }, "greater than 0");
+        bad([](v1::StopRequest& q) { q.mutable_hold_for()->set_seconds(400LL * 86400); },
+            "at most 365 days");
+        bad([](v1::StopRequest& q) { q.set_reason("two\nlines"); }, "one line");
+        bad([](v1::StopRequest& q) { q.set_reason(std::string(2000, 'x')); }, "at most 1024");
+        CHECK(f.loop.run([&] { return f.backend.calls.size(); }) == calls);
     }
     SECTION("restart") {
         grpc::ClientContext ctx;
@@ -1221,16 +1254,8 @@ TEST_CASE("vigilctl against the in-process server", "[unit][control][vigilctl]")
         CHECK(code == 0);
         CHECK(out == "oom_score_adj set to -200\n");
     }
-    {
-        auto [code, out, err] = run({"oom-score", "5000"});
-        CHECK(code == 1);
-        CHECK_THAT(err, Contains("oom-score: oom_score_adj 5000 is out of range"));
-    }
-    {
-        auto [code, out, err] = run({"kill", "SIGBOGUS"});
-        CHECK(code == 1);
-        CHECK_THAT(err, Contains("unknown signal 'SIGBOGUS'"));
-    }
+    // What vigilctl can check itself is a usage error (64) before any call: see "vigilctl:
+    // command line".
     {
         auto [code, out, err] = run({"start"});
         CHECK(code == 1);
@@ -1300,6 +1325,21 @@ TEST_CASE("vigilctl: command line", "[unit][vigilctl]") {
     CHECK(o.stop_timeout == Duration(90'000));
     o = ok({"kill", "USR1"});
     CHECK(o.signal == "USR1");
+    CHECK(ok({"kill", "usr1"}).signal == "USR1");
+    CHECK(ok({"kill", "9"}).signal == "9");
+    o = ok({"stop", "--for", "2h", "--reason", "disk swap"});
+    CHECK(o.hold_for == Duration(7'200'000));
+    CHECK(o.reason == "disk swap");
+    // Everything vigilctl can check itself is a usage error (exit 64), as vigild would
+    // answer it, with a hint where one helps.
+    CHECK_THAT(bad({"oom-score", "2000"}), Contains("bad oom-score '2000'"));
+    CHECK_THAT(bad({"oom-score", "-1001"}), Contains("-1000..1000"));
+    CHECK_THAT(bad({"kill", "0"}), Contains("unknown signal '0'"));
+    CHECK_THAT(bad({"kill", "SIGBOGUS"}), Contains("unknown signal 'SIGBOGUS'"));
+    CHECK_THAT(bad({"kill", "-9"}), Contains("vigilctl kill 9"));
+    CHECK_THAT(bad({"stop", "--timeout", "25h"}), Contains("at most 24h"));
+    CHECK_THAT(bad({"stop", "--for", "0s"}), Contains("bad --for"));
+    CHECK_THAT(bad({"stop", "--for", "400d"}), Contains("bad --for"));
     o = ok({"oom-score", "-500"});
     CHECK(o.oom == OomScore{false, -500});
     o = ok({"oom-score", "inherit"});
