@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <arpa/inet.h>
+#include <cctype>
 #include <cerrno>
 #include <charconv>
 #include <csignal>
@@ -614,8 +615,8 @@ public:
         const std::string& s = typed<std::string>(*n, path(key)).get();
         auto d = parse_duration(s);
         if (!d)
-            fail(key, fmt::format("invalid duration {}; expected an integer and a unit (ms, s, m, "
-                                  "h) such as \"500ms\", \"3s\" or \"1m30s\"",
+            fail(key, fmt::format("invalid duration {}; expected a systemd time span such as "
+                                  "\"500ms\", \"3s\", \"1.5s\", \"1min 30s\" or \"2h\"",
                                   shown(s)));
         if (!allow_zero && d->count() == 0)
             fail(key, "must be greater than 0");
@@ -1122,47 +1123,111 @@ Config::Config() {
 }
 
 std::optional<Duration> parse_duration(std::string_view s) {
+    // systemd's time spans (systemd.time(7)): numbers with units, optionally with a
+    // fraction and spaces, summed ("1min 30s", "1.5s", "2h30m", "1d"); a bare number is
+    // seconds. The smallest unit kept is a millisecond: "1.5ms" is refused.
     struct Unit {
         std::string_view name;
         int64_t ms;
     };
-    // Largest first: each unit may appear once, in this order ("1h30m", not "30m1h").
-    constexpr Unit units[] = {{"h", 3'600'000}, {"m", 60'000}, {"s", 1'000}, {"ms", 1}};
+    constexpr Unit units[] = {
+        {"msec", 1},           {"ms", 1},
+        {"seconds", 1'000},    {"second", 1'000},
+        {"sec", 1'000},        {"s", 1'000},
+        {"minutes", 60'000},   {"minute", 60'000},
+        {"min", 60'000},       {"m", 60'000},
+        {"hours", 3'600'000},  {"hour", 3'600'000},
+        {"hr", 3'600'000},     {"h", 3'600'000},
+        {"days", 86'400'000},  {"day", 86'400'000},
+        {"d", 86'400'000},     {"weeks", 604'800'000},
+        {"week", 604'800'000}, {"w", 604'800'000},
+    };
+    auto blank = [](char c) { return c == ' ' || c == '\t'; };
+    if (s.size() > 256)
+        return std::nullopt;
+    while (!s.empty() && blank(s.front()))
+        s.remove_prefix(1);
+    while (!s.empty() && blank(s.back()))
+        s.remove_suffix(1);
     if (s.empty())
         return std::nullopt;
     int64_t total = 0;
-    size_t next_unit = 0;
     while (!s.empty()) {
         size_t digits = 0;
         while (digits < s.size() && s[digits] >= '0' && s[digits] <= '9')
             ++digits;
-        auto n = parse_number<int64_t>(s.substr(0, digits));
-        if (!n)
+        if (digits == 0 || digits > 19)
+            return std::nullopt;
+        auto whole = parse_number<int64_t>(s.substr(0, digits));
+        if (!whole)
             return std::nullopt;
         s.remove_prefix(digits);
-        std::string_view name = s.starts_with("ms") ? s.substr(0, 2) : s.substr(0, 1);
-        while (next_unit < std::size(units) && units[next_unit].name != name)
-            ++next_unit;
-        if (next_unit == std::size(units))
+        std::string_view frac;
+        if (!s.empty() && s.front() == '.') {
+            size_t f = 1;
+            while (f < s.size() && s[f] >= '0' && s[f] <= '9')
+                ++f;
+            if (f == 1 || f > 10)
+                return std::nullopt;
+            frac = s.substr(1, f - 1);
+            s.remove_prefix(f);
+        }
+        while (!s.empty() && blank(s.front()))
+            s.remove_prefix(1);
+        int64_t unit = 1'000; // a bare number is seconds
+        for (const auto& u : units) {
+            if (s.starts_with(u.name) &&
+                (s.size() == u.name.size() ||
+                 !std::isalpha(static_cast<unsigned char>(s[u.name.size()])))) {
+                unit = u.ms;
+                s.remove_prefix(u.name.size());
+                break;
+            }
+        }
+        if (!s.empty() && std::isalpha(static_cast<unsigned char>(s.front())))
+            return std::nullopt; // an unknown unit
+        if (*whole > (max_duration_ms - total) / unit)
             return std::nullopt;
-        int64_t unit = units[next_unit++].ms;
-        if (*n > (max_duration_ms - total) / unit)
-            return std::nullopt;
-        total += *n * unit;
-        s.remove_prefix(name.size());
+        total += *whole * unit;
+        // The fraction: exact in milliseconds, or refused.
+        int64_t num = 0, den = 1;
+        for (char c : frac) {
+            num = num * 10 + (c - '0');
+            den *= 10;
+        }
+        if (num != 0) {
+            if ((num * unit) % den != 0)
+                return std::nullopt;
+            const int64_t part = num * unit / den;
+            if (part > max_duration_ms - total)
+                return std::nullopt;
+            total += part;
+        }
+        while (!s.empty() && blank(s.front()))
+            s.remove_prefix(1);
     }
     return Duration(total);
 }
 
 std::string format_duration(Duration d) {
+    // As systemd prints a time span: "1min 30s", "1s 500ms", "2h", "0".
     int64_t ms = d.count();
-    if (ms != 0 && ms % 3'600'000 == 0)
-        return fmt::format("{}h", ms / 3'600'000);
-    if (ms != 0 && ms % 60'000 == 0)
-        return fmt::format("{}m", ms / 60'000);
-    if (ms != 0 && ms % 1'000 == 0)
-        return fmt::format("{}s", ms / 1'000);
-    return fmt::format("{}ms", ms);
+    if (ms == 0)
+        return "0";
+    struct Part {
+        const char* name;
+        int64_t ms;
+    };
+    constexpr Part parts[] = {
+        {"d", 86'400'000}, {"h", 3'600'000}, {"min", 60'000}, {"s", 1'000}, {"ms", 1}};
+    std::string out;
+    for (const auto& p : parts) {
+        if (ms >= p.ms) {
+            out += fmt::format("{}{}{}", out.empty() ? "" : " ", ms / p.ms, p.name);
+            ms %= p.ms;
+        }
+    }
+    return out;
 }
 
 std::optional<int> parse_signal(std::string_view s) {

@@ -49,8 +49,9 @@ std::string own_user() {
     return describe_uid(::geteuid());
 }
 
+// A span of time as every other duration vigil prints: systemd's way ("13s 782ms").
 std::string ms(Clock::duration d) {
-    return fmt::format("{}ms", std::chrono::duration_cast<std::chrono::milliseconds>(d).count());
+    return format_duration(std::chrono::duration_cast<Duration>(d));
 }
 
 SystemTime wall_now() {

@@ -167,7 +167,7 @@ TEST_CASE("a crash of a running child is restarted at once", "[e2e]") {
     Vigild v(dir, fake_child_table(served(dir, {"--crash-after", "500"})) + health_table(dir) +
                       "[restart]\nreset_after = \"100ms\"\n");
     REQUIRE(v.wait_log("killed by SIGABRT"));
-    REQUIRE(v.wait_log("restarting in 0ms"));
+    REQUIRE(v.wait_log("restarting in 0)"));
     REQUIRE(wait_until([&] { return read_stamps(dir / "stamps").size() >= 2; }));
     v.process().signal(SIGTERM);
     REQUIRE(v.process().wait_exit() == 0);

@@ -405,7 +405,7 @@ TEST_CASE("each bad config exits 78 with FILE:LINE:COL and starts nothing", "[e2
         {"[child]\noom_score_adj = 1001\n", "child.oom_score_adj"},
         {"[child]\nstop_signal = \"SIGFOO\"\n", "child.stop_signal"},
         {"[health]\ninterval = \"0s\"\n", "health.interval"},
-        {"[health]\ntimeout = \"3 seconds\"\n", "health.timeout"},
+        {"[health]\ntimeout = \"3 lightyears\"\n", "health.timeout"},
         {"[restart]\npolicy = \"sometimes\"\n", "restart.policy"},
         {"[child]\nargs = \"--debug\"\n", "child.args"},
         {"[child\n", ":1:"},

@@ -96,18 +96,35 @@ std::set<std::string> keys_of(const toml::table& t) {
 
 } // namespace
 
-TEST_CASE("parse_duration accepts integers with units", "[config]") {
+TEST_CASE("parse_duration takes systemd time spans", "[config]") {
     const std::pair<const char*, int64_t> cases[] = {
         {"250ms", 250},
         {"0ms", 0},
-        {"0s", 0},
+        {"0", 0},
         {"3s", 3'000},
         {"007s", 7'000},
+        {"5", 5'000}, // a bare number is seconds, as in systemd
         {"1500ms", 1'500},
         {"5m", 300'000},
+        {"5min", 300'000},
         {"1h", 3'600'000},
         {"1m30s", 90'000},
+        {"1min 30s", 90'000},
+        {"1 min 30 s", 90'000},
+        {" 2s ", 2'000},
+        {"30s1m", 90'000}, // any order, summed
+        {"1s1s", 2'000},
+        {"1.5s", 1'500},
+        {"0.25min", 15'000},
+        {"1.001s", 1'001},
         {"1h2m3s4ms", 3'723'004},
+        {"1d", 86'400'000},
+        {"2days", 172'800'000},
+        {"1w", 604'800'000},
+        {"1sec", 1'000},
+        {"10seconds", 10'000},
+        {"2 hours", 7'200'000},
+        {"3msec", 3},
         {"90m", 5'400'000},
         {"9223372036854ms", 9'223'372'036'854},
         {"2562047h", 2'562'047LL * 3'600'000},
@@ -122,31 +139,24 @@ TEST_CASE("parse_duration accepts integers with units", "[config]") {
 
 TEST_CASE("parse_duration rejects malformed strings", "[config]") {
     const char* cases[] = {"",
-                           "5",
+                           " ",
                            "s",
                            "ms",
-                           "1.5s",
+                           "1.5ms",
+                           "0.0001s",
                            "-1s",
                            "+1s",
-                           "1 s",
-                           " 1s",
-                           "1s ",
-                           "1sec",
                            "1S",
-                           "1d",
-                           "30s1m",
-                           "1s1s",
-                           "1ms1s",
-                           "1m1m",
                            "1e3ms",
                            "ms5",
                            "5mss",
-                           "1s5",
+                           "1x",
                            "0x10s",
                            "inf",
                            "1h-5m",
-                           "1m 5s",
                            "1m,5s",
+                           "1.s",
+                           ".5s",
                            "2562048h",
                            "9223372036855ms",
                            "99999999999999999999ms"};
@@ -156,12 +166,22 @@ TEST_CASE("parse_duration rejects malformed strings", "[config]") {
     }
 }
 
-TEST_CASE("format_duration picks the shortest exact single unit", "[config]") {
+TEST_CASE("format_duration prints as systemd does, and what it prints parses back", "[config]") {
     const std::pair<int64_t, const char*> cases[] = {
-        {0, "0ms"},          {1, "1ms"},        {999, "999ms"},       {1'000, "1s"},
-        {1'500, "1500ms"},   {3'000, "3s"},     {60'000, "1m"},       {90'000, "90s"},
-        {300'000, "5m"},     {3'600'000, "1h"}, {3'601'000, "3601s"}, {5'400'000, "90m"},
-        {86'400'000, "24h"},
+        {0, "0"},
+        {1, "1ms"},
+        {999, "999ms"},
+        {1'000, "1s"},
+        {1'500, "1s 500ms"},
+        {13'782, "13s 782ms"},
+        {60'000, "1min"},
+        {90'000, "1min 30s"},
+        {300'000, "5min"},
+        {3'600'000, "1h"},
+        {3'601'000, "1h 1s"},
+        {5'400'000, "1h 30min"},
+        {86'400'000, "1d"},
+        {90'061'001, "1d 1h 1min 1s 1ms"},
     };
     for (const auto& [ms, text] : cases) {
         CAPTURE(ms);
@@ -498,13 +518,14 @@ TEST_CASE("errors name FILE:LINE:COL, the key and what is wrong", "[config]") {
         // durations
         {"[health]\ninterval = 5\n",
          "test.toml:2:12: health.interval: ", "expected a string, got integer"},
-        {"[health]\ninterval = \"5\"\n",
-         "test.toml:2:12: health.interval: ", "invalid duration \"5\""},
-        {"[health]\ninterval = \"1.5s\"\n",
+        {"[health]\ninterval = \"5x\"\n",
+         "test.toml:2:12: health.interval: ", "invalid duration \"5x\""},
+        {"[health]\ninterval = \"1.5ms\"\n",
          "test.toml:2:12: health.interval: ", "invalid duration"},
         {"[health]\ninterval = \"-1s\"\n", "test.toml:2:12: health.interval: ", "invalid duration"},
         {"[health]\ninterval = \"\"\n", "test.toml:2:12: health.interval: ", "invalid duration"},
-        {"[health]\ninterval = \"5 s\"\n", "test.toml:2:12: health.interval: ", "invalid duration"},
+        {"[health]\ninterval = \"5 parsecs\"\n",
+         "test.toml:2:12: health.interval: ", "invalid duration"},
         {"[health]\ndump_wait = \"soon\"\n",
          "test.toml:2:13: health.dump_wait: ", "invalid duration"},
         {"[health]\ninterval = \"0s\"\n",
