@@ -28,6 +28,8 @@ enum class HealthResult {
     service_unknown,    // the child does not know the configured service name
     deadline_exceeded,  // no answer within [health] timeout: hung or overloaded
     connection_refused, // nothing accepts on the address (not up yet, or gone)
+    unavailable,        // gRPC UNAVAILABLE for another reason (e.g. a name that does not
+                        // resolve): the message says which
     error,              // any other RPC failure
 };
 std::string_view to_string(HealthResult r);

@@ -110,6 +110,15 @@ public:
         auto fd = connect_to(socket_);
         if (!fd) {
             const Error& e = fd.error();
+            if (e.code == std::errc::permission_denied) {
+                // vigild may well be running: this user may not reach its socket.
+                err_ << fmt::format(
+                    "vigilctl: permission denied on {}: vigild's control socket is open to "
+                    "root, vigild's user and the members of [daemon] control_socket_group "
+                    "(run as root, or ask for that group or for [daemon] allowed_uids)\n",
+                    socket_);
+                return kExitUnreachable;
+            }
             return unreachable(e.code ? e.code.message() : e.context);
         }
         channel_ = grpc::CreateInsecureChannelFromFd(grpc_target(socket_), fd->release());
@@ -298,6 +307,13 @@ private:
             interrupt_->detach();
             if (interrupt_->triggered())
                 return kExitOk;
+        }
+        if (st.error_code() == grpc::StatusCode::UNAVAILABLE &&
+            st.error_message().find("shutting down") != std::string::npos) {
+            // A clean end of the stream, not an unreachable vigild.
+            err_ << fmt::format("vigilctl: {}: vigild shut down; the stream ended\n",
+                                command_name(opts_.command));
+            return kExitUnreachable;
         }
         if (!st.ok())
             return failed(st);

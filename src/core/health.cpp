@@ -18,6 +18,15 @@ namespace {
 constexpr int kReconnectBackoffInitialMs = 5;
 constexpr int kReconnectBackoffMaxMs = 20;
 
+// gRPC's UNAVAILABLE message for a socket nobody listens on (or that does not exist).
+bool refused(const std::string& message) {
+    for (const char* s : {"Connection refused", "No such file or directory", "connection refused",
+                          "Failed to connect", "failed to connect"})
+        if (message.find(s) != std::string::npos)
+            return true;
+    return false;
+}
+
 } // namespace
 
 std::string_view to_string(HealthResult r) {
@@ -34,6 +43,8 @@ std::string_view to_string(HealthResult r) {
         return "deadline exceeded";
     case HealthResult::connection_refused:
         return "connection refused";
+    case HealthResult::unavailable:
+        return "unavailable";
     case HealthResult::error:
         return "error";
     }
@@ -120,7 +131,11 @@ void GrpcHealthProber::probe(Callback cb) {
                     out.detail = fmt::format("no answer within {}", format_duration(timeout));
                     break;
                 case grpc::StatusCode::UNAVAILABLE:
-                    out.result = HealthResult::connection_refused;
+                    // Only a refused or missing socket is "connection refused"; anything
+                    // else (a DNS failure, a TLS mismatch) is logged as what it is.
+                    out.result = refused(status.error_message())
+                                     ? HealthResult::connection_refused
+                                     : HealthResult::unavailable;
                     out.detail = status.error_message();
                     break;
                 case grpc::StatusCode::NOT_FOUND:

@@ -60,6 +60,12 @@ TEST_CASE("GrpcHealthProber keeps each outcome kind apart", "[component]") {
         CHECK(o.result == vigil::HealthResult::connection_refused);
         CHECK_FALSE(o.healthy());
     }
+    SECTION("a name that does not resolve is not called \"connection refused\"") {
+        auto o = probe_once("dns:///vigil-no-such-host.invalid:50051");
+        INFO(o.describe());
+        CHECK(o.result != vigil::HealthResult::connection_refused);
+        CHECK_FALSE(o.healthy());
+    }
     SECTION("SERVING") {
         FakeChild c(dir, {});
         auto o = probe_once(addr);
