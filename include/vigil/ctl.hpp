@@ -54,6 +54,7 @@ struct Options {
     std::string signal;                   // kill SIGNAL
     std::optional<OomScore> oom;          // oom-score N|inherit
     bool follow = false;                  // logs -f
+    unsigned lines = 0;                   // logs -n N (0: all kept lines)
     bool leave_running = false;           // shutdown --leave-running
 };
 

@@ -813,20 +813,25 @@ public:
                                                 const v1::LogsRequest* req) override {
         return stream<v1::LogLine>(
             ControlCore::StreamKind::logs, "log line",
-            [follow = req->follow()](ControlCore& core, std::uint64_t id,
-                                     const std::shared_ptr<Stream<v1::LogLine>>& stream) {
+            [follow = req->follow(),
+             last = req->lines()](ControlCore& core, std::uint64_t id,
+                                  const std::shared_ptr<Stream<v1::LogLine>>& stream) {
                 const auto mode = core.backend.status().output_mode;
                 if (mode != "capture") {
                     stream->finish_now(grpc::Status(
                         grpc::StatusCode::FAILED_PRECONDITION,
                         fmt::format("the child's output is not captured ([child] output = "
-                                    "\"{}\"); set output = \"capture\" to keep its lines",
+                                    "\"{}\"): it goes to vigild's own stdout and stderr (under "
+                                    "systemd: journalctl -u vigild); set output = \"capture\" "
+                                    "to keep its lines here",
                                     valid_utf8(mode))));
                     return;
                 }
                 std::vector<v1::LogLine> backlog;
-                for (const auto& line : core.backend.log_lines())
-                    backlog.push_back(to_proto(line));
+                const auto lines = core.backend.log_lines();
+                const std::size_t skip = last != 0 && lines.size() > last ? lines.size() - last : 0;
+                for (std::size_t i = skip; i < lines.size(); ++i)
+                    backlog.push_back(to_proto(lines[i]));
                 if (follow) {
                     // Same loop turn as log_lines(): no line is missed or sent twice.
                     std::weak_ptr<Stream<v1::LogLine>> weak = stream;

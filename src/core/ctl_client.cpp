@@ -190,6 +190,7 @@ public:
                 [&](grpc::ClientContext* ctx) {
                     v1::LogsRequest req;
                     req.set_follow(opts_.follow);
+                    req.set_lines(opts_.lines);
                     return stub_->Logs(ctx, req);
                 },
                 [](const v1::LogLine& l) { return format_log_line(l); });

@@ -139,6 +139,18 @@ std::variant<Options, UsageError> parse_args(const std::vector<std::string>& arg
             } else if (have_command && o.command == Command::logs &&
                        (a == "-f" || a == "--follow")) {
                 o.follow = true;
+            } else if (have_command && o.command == Command::logs &&
+                       (a == "-n" || option_is(a, "--lines"))) {
+                auto v = a == "-n" ? (i + 1 < args.size() ? std::optional<std::string>(args[++i])
+                                                          : std::nullopt)
+                                   : option_value(args, i, "--lines", &error);
+                unsigned n = 0;
+                if (!v ||
+                    std::from_chars(v->data(), v->data() + v->size(), n).ptr !=
+                        v->data() + v->size() ||
+                    v->empty() || n == 0)
+                    return UsageError{fmt::format("{} needs a number of lines greater than 0", a)};
+                o.lines = n;
             } else if (have_command && o.command == Command::shutdown && a == "--leave-running") {
                 o.leave_running = true;
             } else {
@@ -238,8 +250,9 @@ Commands:
                          follow vigild's own score) and apply it now
   events                 print vigild's events (state changes, exits, health, OOM,
                          reloads) as they happen, until interrupted
-  logs [-f]              print the child's captured output ([child] output = "capture");
-                         -f/--follow keeps printing new lines until interrupted
+  logs [-f] [-n N]       print the child's captured output ([child] output = "capture");
+                         -n/--lines N only the last N lines; -f/--follow keeps printing
+                         new lines until interrupted
   reload                 re-read vigild's configuration file (like SIGHUP)
   shutdown [--leave-running]
                          make vigild exit; it stops the child first unless

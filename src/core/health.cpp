@@ -133,9 +133,8 @@ void GrpcHealthProber::probe(Callback cb) {
                 case grpc::StatusCode::UNAVAILABLE:
                     // Only a refused or missing socket is "connection refused"; anything
                     // else (a DNS failure, a TLS mismatch) is logged as what it is.
-                    out.result = refused(status.error_message())
-                                     ? HealthResult::connection_refused
-                                     : HealthResult::unavailable;
+                    out.result = refused(status.error_message()) ? HealthResult::connection_refused
+                                                                 : HealthResult::unavailable;
                     out.detail = status.error_message();
                     break;
                 case grpc::StatusCode::NOT_FOUND:

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <csignal>
 
 using namespace vt;
@@ -85,6 +86,43 @@ TEST_CASE("events: a failed oom-score once, a kill, state lines without \"state 
     CHECK(out.find("it stays 300") != std::string::npos);
     CHECK(out.find("state: state") == std::string::npos);
     events.signal(SIGTERM);
+    v.process().signal(SIGTERM);
+    REQUIRE(v.process().wait_exit() == 0);
+}
+
+TEST_CASE("logs -n N shows the last N lines; without capture, logs says where output went",
+          "[e2e][operator]") {
+    become_subreaper();
+    TempDir dir;
+    {
+        Vigild v(dir,
+                 fake_child_table({"--print-env"}, "output = \"capture\"\n") +
+                     "[health]\nkind = \"none\"\n",
+                 {}, {}, "capture.log");
+        REQUIRE(v.wait_log("-> running"));
+        REQUIRE(wait_until(
+            [&] { return ctl(dir, v, {"logs"}, "all.out").find("env ") != std::string::npos; }));
+        const std::string all = ctl(dir, v, {"logs"}, "all.out");
+        const auto all_lines = std::count(all.begin(), all.end(), '\n');
+        REQUIRE(all_lines >= 3);
+        int code = 0;
+        const std::string two = ctl(dir, v, {"logs", "-n", "2"}, "two.out", &code);
+        CHECK(code == 0);
+        CHECK(std::count(two.begin(), two.end(), '\n') == 2);
+        CHECK(all.size() >= two.size());
+        CHECK(all.substr(all.size() - two.size()) == two); // the last two
+        ctl(dir, v, {"logs", "-n", "0"}, "zero.out", &code);
+        CHECK(code == 64);
+        v.process().signal(SIGTERM);
+        REQUIRE(v.process().wait_exit() == 0);
+    }
+    TempDir plain;
+    Vigild v(plain, fake_child_table({}) + "[health]\nkind = \"none\"\n");
+    REQUIRE(v.wait_log("-> running"));
+    int code = 0;
+    const std::string out = ctl(plain, v, {"logs"}, "logs.out", &code);
+    CHECK(code == 1);
+    CHECK(out.find("journalctl -u vigild") != std::string::npos);
     v.process().signal(SIGTERM);
     REQUIRE(v.process().wait_exit() == 0);
 }
