@@ -11,6 +11,14 @@
 #include "vigil/v1/supervisor.grpc.pb.h"
 
 #include <catch2/catch.hpp>
+
+#include <type_traits>
+
+#include <optional>
+
+#include <mutex>
+
+#include <condition_variable>
 #include <grpcpp/create_channel_posix.h>
 #include <grpcpp/grpcpp.h>
 
@@ -194,12 +202,29 @@ public:
         thread_.join();
     }
 
+    // Runs `f` on the loop thread and returns its result. A mutex and a condition variable,
+    // not std::packaged_task: in the test that holds the process at its fd limit, UBSan's
+    // vptr check of packaged_task's virtual call cannot open the pipe it reads memory
+    // through and reports a valid object as "invalid vptr".
     template <class F> auto run(F f) -> decltype(f()) {
         using R = decltype(f());
-        std::packaged_task<R()> task(std::move(f));
-        auto fut = task.get_future();
-        asio::post(io, [&task] { task(); });
-        return fut.get();
+        std::mutex m;
+        std::condition_variable cv;
+        bool done = false;
+        std::conditional_t<std::is_void_v<R>, int, std::optional<R>> result{};
+        asio::post(io, [&] {
+            if constexpr (std::is_void_v<R>)
+                f();
+            else
+                result.emplace(f());
+            std::lock_guard lock(m);
+            done = true;
+            cv.notify_one();
+        });
+        std::unique_lock lock(m);
+        cv.wait(lock, [&] { return done; });
+        if constexpr (!std::is_void_v<R>)
+            return std::move(*result);
     }
 
     asio::io_context io;
