@@ -146,7 +146,7 @@ TEST_CASE("a stderr nobody reads: vigild keeps answering and SIGTERM still ends 
     CHECK(v.output().find("vigild 0.1.0 (pid ") != std::string::npos);
 }
 
-TEST_CASE("a stderr nobody reads: dropped lines are counted, then reported once it is read",
+TEST_CASE("a stderr nobody reads: dropped lines are counted and reported once it is read",
           "[e2e][log]") {
     become_subreaper();
     TempDir dir;
@@ -186,7 +186,7 @@ TEST_CASE("a stderr nobody reads: dropped lines are counted, then reported once 
     CHECK(written + dropped >= static_cast<std::uint64_t>(kFloodLines));
 }
 
-TEST_CASE("a child's ESC, CR, NUL and invalid UTF-8 reach the log and vigilctl escaped",
+TEST_CASE("a child's ESC CR NUL and invalid UTF-8 bytes reach the log and vigilctl escaped",
           "[e2e][log][capture]") {
     become_subreaper();
     TempDir dir;

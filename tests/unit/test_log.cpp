@@ -77,7 +77,7 @@ std::vector<std::string> take_lines(std::string& buf) {
 
 } // namespace
 
-TEST_CASE("log line format: journald priority prefix, else a timestamp and the level",
+TEST_CASE("log line format: a journald priority prefix or else a timestamp and the level",
           "[unit][log]") {
     const auto t = std::chrono::system_clock::now();
     struct Row {
@@ -94,8 +94,8 @@ TEST_CASE("log line format: journald priority prefix, else a timestamp and the l
                            std::regex(R"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} warn  hello\n)")));
 }
 
-TEST_CASE("log writer: a reader that never reads never blocks the caller; every line is "
-          "written or counted, and the count is written once the reader catches up",
+TEST_CASE("log writer: a reader that never reads never blocks the caller and every line is "
+          "written or reported as dropped once the reader catches up",
           "[unit][log]") {
     Pipe pipe(4096);
     constexpr int kLines = 3000;

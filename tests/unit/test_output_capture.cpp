@@ -40,7 +40,7 @@ std::string bytes(std::initializer_list<int> list) {
 
 } // namespace
 
-TEST_CASE("escape_child_text: control bytes and invalid UTF-8 are escaped, the rest kept",
+TEST_CASE("escape_child_text: control bytes and invalid UTF-8 are escaped and the rest is kept",
           "[unit][capture]") {
     struct Row {
         std::string raw;
@@ -99,7 +99,7 @@ TEST_CASE("escape_child_text: any byte string becomes printable UTF-8 a proto3 s
     }
 }
 
-TEST_CASE("output capture: captured lines are escaped; a long line is cut between characters",
+TEST_CASE("output capture: captured lines are escaped and a long line is cut between characters",
           "[unit][capture]") {
     const LogLevel was = log::level();
     log::set_level(LogLevel::warn); // the 16 KiB line is not worth seeing on stderr
