@@ -87,8 +87,9 @@ bool LogWriter::push(std::string_view line) {
     bool was_idle;
     {
         std::lock_guard lock(mu_);
-        // The writer only sleeps when it has nothing: wake it only then.
-        was_idle = queued_.empty() && dropped_ == 0;
+        // The writer sleeps only when it holds no batch and nothing is queued: wake it only
+        // then (a busy writer looks at the queue again when its write returns).
+        was_idle = !busy_ && queued_.empty() && dropped_ == 0;
         queued = queued_.size() + line.size() <= capacity_;
         if (queued) {
             queued_.append(line);

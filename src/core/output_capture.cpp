@@ -4,6 +4,7 @@
 
 #include <boost/locale/utf.hpp>
 
+#include <algorithm>
 #include <array>
 #include <fcntl.h>
 #include <unistd.h>
@@ -38,6 +39,13 @@ size_t cut_point(std::string_view text, size_t limit) {
 
 std::string escape_child_text(std::string_view raw) {
     using utf = boost::locale::utf::utf_traits<char>;
+    // Most lines are printable ASCII: they are taken as they are.
+    const bool plain = std::all_of(raw.begin(), raw.end(), [](char ch) {
+        const auto c = static_cast<unsigned char>(ch);
+        return (c >= 0x20 && c < 0x7F) || c == '\t';
+    });
+    if (plain)
+        return std::string(raw);
     std::string out;
     out.reserve(raw.size());
     auto p = raw.begin();
