@@ -222,7 +222,6 @@ StateDirLock::Attempt StateDirLock::acquire(const std::string& state_dir) {
     if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
         if (errno != EWOULDBLOCK)
             return {Outcome::failed, make_error(errno, "failed to lock " + path).message()};
-        // The content is printed only if it is what vigild writes there: a decimal pid.
         std::string holder;
         char buf[32] = {};
         ssize_t n = ::pread(fd.get(), buf, sizeof buf - 1, 0);
