@@ -9,7 +9,8 @@
 // owns the blocking write(2) to stderr. When stderr is not being read and the queue is
 // full, new lines are dropped and counted; once the writer gets through again it writes
 // "vigild dropped N log lines (stderr was not being read)". stderr is never made
-// O_NONBLOCK: a child with output = "inherit" shares its open file description.
+// O_NONBLOCK: a child with output = "inherit" shares its open file description. The
+// writer thread blocks every signal, so signals reach the loop's thread only.
 #pragma once
 
 #include <fmt/format.h>

@@ -4,10 +4,12 @@
 
 #include <atomic>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <utility>
@@ -117,6 +119,11 @@ std::uint64_t LogWriter::dropped_total() const {
 }
 
 void LogWriter::run() {
+    // Signals are the loop's: none is delivered to this thread (a SIGPIPE from a closed
+    // stderr stays pending here and the write fails with EPIPE instead).
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, nullptr);
     std::string batch;
     for (;;) {
         std::uint64_t dropped = 0;
