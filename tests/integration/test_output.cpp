@@ -62,10 +62,14 @@ public:
         read_end_ = fds[0];
         ::fcntl(read_end_, F_SETFL, O_NONBLOCK);
     }
+    // A test that failed half-way: SIGTERM first, so that vigild stops its child too.
     ~PipedVigild() {
         if (!exited_) {
-            ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, nullptr, 0);
+            ::kill(pid_, SIGTERM);
+            if (!wait_until([this] { return exited(); })) {
+                ::kill(pid_, SIGKILL);
+                ::waitpid(pid_, nullptr, 0);
+            }
         }
         ::close(read_end_);
     }
