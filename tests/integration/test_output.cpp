@@ -217,6 +217,8 @@ TEST_CASE("a child's ESC CR NUL and invalid UTF-8 bytes reach the log and vigilc
     auto json = vigilctl(dir, {"--json", "logs"});
     CHECK(json.code == 0);
     CHECK(json.out.find("raw: \\\\x1b[31mred") != std::string::npos);
+    v.process().signal(SIGTERM); // stops the child too
+    REQUIRE(v.process().wait_exit() == 0);
 }
 
 TEST_CASE("gRPC's own log lines go through vigild's log (its queue and its format)", "[e2e][log]") {
