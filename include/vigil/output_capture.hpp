@@ -3,7 +3,9 @@
 // `vigilctl logs`.
 //
 // Loop thread only. Reads are asynchronous (asio stream descriptors); a line longer than
-// kMaxLineBytes is cut into pieces so a child without newlines cannot grow vigild's memory.
+// kMaxLineBytes is cut into pieces (at a UTF-8 character boundary) so a child without
+// newlines cannot grow vigild's memory. Each line is escaped (escape_child_text) before it
+// is logged, kept or sent: child bytes never reach vigild's log or a terminal raw.
 #pragma once
 
 #include "vigil/asio.hpp"
@@ -17,11 +19,19 @@
 #include <list>
 #include <map>
 #include <memory>
+#include <string>
+#include <string_view>
 
 namespace vigil {
 
 inline constexpr size_t kCapturedLinesKept = 1000;
 inline constexpr size_t kMaxLineBytes = 16 * 1024;
+
+// Makes a child's line safe for a terminal, a log file and a proto3 string (valid UTF-8):
+// control bytes (C0 but tab, and DEL) and each byte of an invalid UTF-8 sequence become
+// "\xHH"; the C1 controls U+0080..U+009F (valid UTF-8, but terminals act on some) become
+// "\u00HH". Everything else, tabs and backslashes included, is kept as it is.
+std::string escape_child_text(std::string_view raw);
 
 class OutputCapture {
 public:
@@ -47,7 +57,9 @@ public:
 private:
     struct Reader;
     void start_read(const std::shared_ptr<Reader>& r);
-    void emit(pid_t pid, const std::string& stream, std::string text);
+    // A line of any length: cut into pieces of at most kMaxLineBytes, each emit()ted.
+    void emit_pieces(pid_t pid, const std::string& stream, std::string_view raw);
+    void emit(pid_t pid, const std::string& stream, std::string raw);
 
     asio::io_context& io_;
     size_t keep_;

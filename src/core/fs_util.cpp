@@ -235,10 +235,14 @@ StateDirLock::Attempt StateDirLock::acquire(const std::string& state_dir) {
                 std::from_chars(holder.data(), holder.data() + holder.size(), holder_pid);
             ec != std::errc() || p != holder.data() + holder.size() || holder_pid <= 0)
             holder_pid = 0;
+        // The content is printed only as the decimal pid vigild writes there.
         return {Outcome::held_by_other,
                 fmt::format("another vigild{} holds {}: one vigild per state dir (stop it, or "
                             "pass another --state-dir)",
-                            holder.empty() ? "" : " (pid " + holder + ")", path),
+                            holder_pid > 0   ? fmt::format(" (pid {})", holder_pid)
+                            : holder.empty() ? ""
+                                             : " (its lock file does not hold a decimal pid)",
+                            path),
                 holder_pid};
     }
     std::string pid = fmt::format("{}\n", ::getpid());

@@ -1,5 +1,7 @@
 #include "vigil/health.hpp"
 
+#include "vigil/tsan_handoff.hpp"
+
 #include "grpc/health/v1/health.grpc.pb.h"
 
 #include <fmt/format.h>
@@ -101,11 +103,19 @@ void GrpcHealthProber::probe(Callback cb) {
         std::erase_if(in_flight_, [](const std::weak_ptr<Call>& w) { return w.expired(); });
         in_flight_.push_back(call);
     }
-    const auto timeout = config_.timeout;
-    const std::string service = config_.service;
+    // gRPC copies the callback here and runs the copy on its thread: a TsanHandoff.
+    struct Probe {
+        GrpcHealthProber* self;
+        std::shared_ptr<Call> call;
+        Callback cb;
+        Duration timeout;
+        std::string service;
+    };
+    TsanHandoff<Probe> handoff(Probe{this, call, std::move(cb), config_.timeout, config_.service});
     stub->async()->Check(
         &call->context, &call->request, &call->response,
-        [this, call, cb = std::move(cb), timeout, service](grpc::Status status) mutable {
+        [h = std::move(handoff)](grpc::Status status) mutable {
+            auto& [self, call, cb, timeout, service] = h.take();
             // gRPC thread: build the outcome here, touch nothing of the supervisor.
             HealthOutcome out;
             if (status.ok()) {
@@ -149,10 +159,10 @@ void GrpcHealthProber::probe(Callback cb) {
                     break;
                 }
             }
-            asio::post(io_, [cb = std::move(cb), out = std::move(out)] { cb(out); });
-            std::lock_guard lock(mu_);
-            if (--pending_ == 0)
-                idle_.notify_all();
+            asio::post(self->io_, [cb = std::move(cb), out = std::move(out)] { cb(out); });
+            std::lock_guard lock(self->mu_);
+            if (--self->pending_ == 0)
+                self->idle_.notify_all();
         });
 }
 

@@ -2,11 +2,79 @@
 
 #include "vigil/log.hpp"
 
+#include <boost/locale/utf.hpp>
+
+#include <algorithm>
 #include <array>
 #include <fcntl.h>
 #include <unistd.h>
 
 namespace vigil {
+
+// One read takes up to this much: a child writing fast is read in few loop turns.
+constexpr size_t kReadChunkBytes = 64 * 1024;
+// The longest UTF-8 sequence, less its lead byte.
+constexpr size_t kMaxUtf8TrailBytes = 3;
+
+namespace {
+
+void append_escaped_byte(std::string& out, unsigned char c) {
+    out += fmt::format("\\x{:02x}", c);
+}
+
+// Where to cut `text`, which is longer than `limit`: at `limit`, or up to 3 bytes earlier
+// so that a UTF-8 character is not split between the two pieces.
+size_t cut_point(std::string_view text, size_t limit) {
+    if (text.size() <= limit)
+        return text.size();
+    for (size_t back = 0; back <= kMaxUtf8TrailBytes && back < limit; ++back) {
+        const auto c = static_cast<unsigned char>(text[limit - back]);
+        if ((c & 0xC0) != 0x80)
+            return limit - back; // not a continuation byte: a character starts here
+    }
+    return limit;
+}
+
+} // namespace
+
+std::string escape_child_text(std::string_view raw) {
+    using utf = boost::locale::utf::utf_traits<char>;
+    // Most lines are printable ASCII: they are taken as they are.
+    const bool plain = std::all_of(raw.begin(), raw.end(), [](char ch) {
+        const auto c = static_cast<unsigned char>(ch);
+        return (c >= 0x20 && c < 0x7F) || c == '\t';
+    });
+    if (plain)
+        return std::string(raw);
+    std::string out;
+    out.reserve(raw.size());
+    auto p = raw.begin();
+    while (p != raw.end()) {
+        const auto c = static_cast<unsigned char>(*p);
+        if (c < 0x80) {
+            if (c == '\t' || (c >= 0x20 && c != 0x7F))
+                out += static_cast<char>(c);
+            else
+                append_escaped_byte(out, c);
+            ++p;
+            continue;
+        }
+        auto next = p;
+        const auto cp = utf::decode(next, raw.end());
+        if (cp == boost::locale::utf::illegal || cp == boost::locale::utf::incomplete) {
+            // Only the first byte is taken as bad: what follows is decoded afresh.
+            append_escaped_byte(out, c);
+            ++p;
+        } else if (cp <= 0x9F) {
+            out += fmt::format("\\u{:04x}", cp);
+            p = next;
+        } else {
+            out.append(p, next);
+            p = next;
+        }
+    }
+    return out;
+}
 
 struct OutputCapture::Reader {
     Reader(asio::io_context& io, int fd, pid_t p, std::string s)
@@ -14,7 +82,7 @@ struct OutputCapture::Reader {
     asio::posix::stream_descriptor pipe;
     pid_t pid;
     std::string stream;
-    std::array<char, 4096> buf{};
+    std::array<char, kReadChunkBytes> buf{};
     std::string partial;
 };
 
@@ -73,11 +141,13 @@ void OutputCapture::start_read(const std::shared_ptr<Reader>& r) {
         r->partial.append(r->buf.data(), n);
         size_t start = 0;
         for (size_t nl; (nl = r->partial.find('\n', start)) != std::string::npos; start = nl + 1)
-            emit(r->pid, r->stream, r->partial.substr(start, nl - start));
+            emit_pieces(r->pid, r->stream, std::string_view(r->partial).substr(start, nl - start));
         r->partial.erase(0, start);
+        // What is left has no newline: once it is a full piece, it goes out as one.
         while (r->partial.size() >= kMaxLineBytes) {
-            emit(r->pid, r->stream, r->partial.substr(0, kMaxLineBytes));
-            r->partial.erase(0, kMaxLineBytes);
+            const size_t cut = cut_point(r->partial, kMaxLineBytes);
+            emit(r->pid, r->stream, r->partial.substr(0, cut));
+            r->partial.erase(0, cut);
         }
         if (ec) { // EOF: every holder of the write end has exited or closed it
             if (!r->partial.empty())
@@ -89,7 +159,17 @@ void OutputCapture::start_read(const std::shared_ptr<Reader>& r) {
     });
 }
 
-void OutputCapture::emit(pid_t pid, const std::string& stream, std::string text) {
+void OutputCapture::emit_pieces(pid_t pid, const std::string& stream, std::string_view raw) {
+    while (raw.size() > kMaxLineBytes) {
+        const size_t cut = cut_point(raw, kMaxLineBytes);
+        emit(pid, stream, std::string(raw.substr(0, cut)));
+        raw.remove_prefix(cut);
+    }
+    emit(pid, stream, std::string(raw));
+}
+
+void OutputCapture::emit(pid_t pid, const std::string& stream, std::string raw) {
+    std::string text = escape_child_text(raw);
     log::info("child[{}] {}: {}", pid, stream, text);
     LogLine line{next_seq_++, std::chrono::system_clock::now(), pid, stream, std::move(text)};
     lines_.push_back(line);

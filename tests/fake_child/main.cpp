@@ -65,6 +65,9 @@ struct Options {
     bool ignore_term = false;
     bool double_fork = false;
     bool print_env = false;
+    std::optional<long long> print_lines;
+    bool print_raw = false;
+    std::optional<long long> flood_mib;
     bool help = false;
 };
 
@@ -73,7 +76,8 @@ constexpr std::string_view kUsage =
     "                  [--service NAME]... [--slow-start MS] [--not-serving-after MS]\n"
     "                  [--not-serving-for MS] [--unknown-status] [--hang-after MS]\n"
     "                  [--crash-after MS] [--exit-after MS] [--exit-code N] [--ignore-term]\n"
-    "                  [--term-delay MS] [--signal-file PATH] [--double-fork] [--print-env]\n";
+    "                  [--term-delay MS] [--signal-file PATH] [--double-fork] [--print-env]\n"
+    "                  [--print-lines N] [--print-raw] [--flood MIB]\n";
 
 // Writes all of `data`, retrying short writes; errors are dropped (there is nowhere to
 // report them).
@@ -256,6 +260,17 @@ bool parse_options(int argc, char** argv, Options& opts, std::string& error) {
             ok = flag(opts.double_fork);
         } else if (arg == "--print-env") {
             ok = flag(opts.print_env);
+        } else if (arg == "--print-raw") {
+            ok = flag(opts.print_raw);
+        } else if (arg == "--print-lines" || arg == "--flood") {
+            auto& out = arg == "--print-lines" ? opts.print_lines : opts.flood_mib;
+            if (const auto count_text = value()) {
+                out = parse_integer(*count_text, 0, 1'000'000'000);
+                ok = out.has_value();
+                if (!ok) {
+                    error = std::string(arg) + ": '" + *count_text + "' is not a count";
+                }
+            }
         } else if (arg == "--help" || arg == "-h") {
             ok = flag(opts.help);
         } else {
@@ -506,6 +521,48 @@ void start_timer(Millis due_after_start, Clock::time_point start, void (*action)
     }).detach();
 }
 
+// --print-lines, --print-raw, --flood: output on stdout for vigild's capture. Runs on a
+// thread of its own, so a reader that stalls the writes does not stall signal handling.
+void print_output(const Options& opts) {
+    if (opts.print_raw) {
+        // ESC sequences, CR, NUL, DEL, invalid UTF-8 (a lone 0xff, a truncated sequence),
+        // a C1 control (U+009B) and valid UTF-8 (e with acute accent), on one line.
+        static constexpr char kRaw[] = "raw: \x1b[31mred\x1b[0m cr\rnul\0del\x7f bad\xff "
+                                       "trunc\xe2\x82 c1\xc2\x9b caf\xc3\xa9 tab\tend\n";
+        write_all(STDOUT_FILENO, std::string_view(kRaw, sizeof kRaw - 1));
+    }
+    if (opts.print_lines) {
+        for (long long i = 1; i <= *opts.print_lines; ++i) {
+            write_all(STDOUT_FILENO, "line " + std::to_string(i) + " of " +
+                                         std::to_string(*opts.print_lines) +
+                                         " abcdefghijklmnopqrstuvwxyz0123456789\n");
+        }
+        log_line("printed " + std::to_string(*opts.print_lines) + " lines");
+    }
+    if (opts.flood_mib) {
+        constexpr size_t kLineBytes = 100;
+        constexpr size_t kChunkBytes = 64 * 1024;
+        std::string chunk;
+        while (chunk.size() + kLineBytes <= kChunkBytes) {
+            chunk += std::string(kLineBytes - 1, 'x') + '\n';
+        }
+        const long long total = *opts.flood_mib * 1024 * 1024;
+        const auto began = Clock::now();
+        long long written = 0;
+        while (written < total) {
+            const auto n =
+                std::min<long long>(total - written, static_cast<long long>(chunk.size()));
+            write_all(STDOUT_FILENO, std::string_view(chunk).substr(0, static_cast<size_t>(n)));
+            written += n;
+        }
+        const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - began);
+        const double mb_per_s =
+            ms.count() > 0 ? static_cast<double>(written) / 1e3 / ms.count() : 0;
+        log_line("flood: " + std::to_string(written) + " bytes in " + std::to_string(ms.count()) +
+                 " ms (" + std::to_string(static_cast<long long>(mb_per_s)) + " MB/s)");
+    }
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -557,6 +614,9 @@ int main(int argc, char** argv) {
 
     Runtime rt{opts, start};
     std::thread signal_thread([&rt, &handled] { run_signal_loop(rt, handled); });
+    if (opts.print_raw || opts.print_lines || opts.flood_mib) {
+        std::thread([opts] { print_output(opts); }).detach();
+    }
 
     if (opts.crash_after) {
         start_timer(
