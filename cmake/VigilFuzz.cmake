@@ -35,8 +35,12 @@ add_library(vigil_fuzz_core STATIC
   ${PROJECT_SOURCE_DIR}/src/core/cli.cpp
   ${PROJECT_SOURCE_DIR}/src/core/config.cpp
   ${PROJECT_SOURCE_DIR}/src/core/control_proto.cpp
+  ${PROJECT_SOURCE_DIR}/src/core/env_file.cpp
+  ${PROJECT_SOURCE_DIR}/src/core/exec_env.cpp
   ${PROJECT_SOURCE_DIR}/src/core/fs_util.cpp
+  ${PROJECT_SOURCE_DIR}/src/core/limits.cpp
   ${PROJECT_SOURCE_DIR}/src/core/log.cpp
+  ${PROJECT_SOURCE_DIR}/src/core/operator_hold.cpp
   ${PROJECT_SOURCE_DIR}/src/core/process.cpp
   ${PROJECT_SOURCE_DIR}/src/core/state_record.cpp)
 set_source_files_properties(${PROJECT_SOURCE_DIR}/src/core/control_proto.cpp PROPERTIES
@@ -44,7 +48,8 @@ set_source_files_properties(${PROJECT_SOURCE_DIR}/src/core/control_proto.cpp PRO
 target_include_directories(vigil_fuzz_core PUBLIC ${PROJECT_SOURCE_DIR}/include)
 target_compile_definitions(vigil_fuzz_core PUBLIC VIGIL_VERSION="${PROJECT_VERSION}"
                                                   TOML_HEADER_ONLY=0)
-target_link_libraries(vigil_fuzz_core PUBLIC vigil_fuzz_proto fmt::fmt Boost::boost
+# gpr (gRPC's logging hook in log.cpp) comes with grpc++.
+target_link_libraries(vigil_fuzz_core PUBLIC vigil_fuzz_proto PkgConfig::GRPCPP fmt::fmt Boost::boost
                                              Boost::program_options Threads::Threads)
 
 add_subdirectory(tests/fuzz)

@@ -12,6 +12,8 @@ namespace vigil {
 namespace {
 
 constexpr size_t kMaxHoldBytes = 4096;
+// 9e12 ms is the year 2255: below the 2262 limit of a nanosecond system_clock.
+constexpr long long kMaxTimeMs = 9'000'000'000'000LL;
 
 long long to_ms(OperatorHold::Time t) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
@@ -58,9 +60,11 @@ Result<OperatorHold> parse_hold(const std::string& text) {
         if (eq == std::string::npos)
             return make_error("expected key=value");
         const std::string key = line.substr(0, eq), value = line.substr(eq + 1);
+        // Milliseconds since the epoch, within what system_clock (nanoseconds) can hold.
         auto number = [&](long long& out) {
             auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), out);
-            return ec == std::errc() && p == value.data() + value.size() && !value.empty();
+            return ec == std::errc() && p == value.data() + value.size() && !value.empty() &&
+                   out >= 0 && out <= kMaxTimeMs;
         };
         long long ms = 0;
         if (key == "since" && !since) {

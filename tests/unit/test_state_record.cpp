@@ -1,4 +1,5 @@
 #include "vigil/fs_util.hpp"
+#include "vigil/operator_hold.hpp"
 #include "vigil/process.hpp"
 #include "vigil/state_record.hpp"
 
@@ -270,4 +271,23 @@ TEST_CASE("ensure_dir creates parents and sets the mode", "[unit]") {
     auto r = ensure_dir(dir.path + "/file", 0700);
     REQUIRE_FALSE(r.ok());
     CHECK(r.error().message().find("not a directory") != std::string::npos);
+}
+
+TEST_CASE("the operator's hold round-trips; times beyond system_clock are refused", "[unit]") {
+    OperatorHold h;
+    h.since = OperatorHold::Time(std::chrono::milliseconds(1'700'000'000'000));
+    h.until = h.since + std::chrono::hours(2);
+    h.reason = "disk replacement";
+    auto back = parse_hold(format_hold(h));
+    REQUIRE(back.ok());
+    CHECK(*back == h);
+    h.until.reset();
+    REQUIRE(parse_hold(format_hold(h)).ok());
+    CHECK_FALSE(parse_hold(format_hold(h)).value().until.has_value());
+    // Found by fuzz_state_record: 17000060000000 ms overflowed the nanosecond clock.
+    CHECK_FALSE(parse_hold("since=17000060000000\nuntil=none\nreason=x\n").ok());
+    CHECK_FALSE(parse_hold("since=-5\nuntil=none\nreason=x\n").ok());
+    CHECK_FALSE(parse_hold("since=5\nuntil=none\n").ok());
+    CHECK_FALSE(parse_hold("since=5\nsince=6\nuntil=none\nreason=\n").ok());
+    CHECK(parse_hold("since=5\nuntil=none\nreason=\n").ok());
 }
