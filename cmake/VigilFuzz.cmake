@@ -42,6 +42,7 @@ add_library(vigil_fuzz_core STATIC
   ${PROJECT_SOURCE_DIR}/src/core/log.cpp
   ${PROJECT_SOURCE_DIR}/src/core/operator_hold.cpp
   ${PROJECT_SOURCE_DIR}/src/core/process.cpp
+  ${PROJECT_SOURCE_DIR}/src/core/record_text.cpp
   ${PROJECT_SOURCE_DIR}/src/core/state_record.cpp)
 set_source_files_properties(${PROJECT_SOURCE_DIR}/src/core/control_proto.cpp PROPERTIES
   COMPILE_OPTIONS -fsanitize-coverage-ignorelist=${CMAKE_CURRENT_LIST_DIR}/fuzz-coverage-ignorelist.txt)

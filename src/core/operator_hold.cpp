@@ -2,11 +2,13 @@
 
 #include "vigil/fs_util.hpp"
 #include "vigil/log.hpp"
+#include "vigil/record_text.hpp"
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
 
 #include <charconv>
+#include <optional>
 
 namespace vigil {
 namespace {
@@ -45,51 +47,32 @@ std::string format_hold(const OperatorHold& h) {
 }
 
 Result<OperatorHold> parse_hold(const std::string& text) {
+    auto kv = parse_record_lines(text, {"since", "until", "reason"}, {"reason"});
+    if (!kv)
+        return kv.error();
+    auto& m = *kv;
+    // Milliseconds since the epoch, within what system_clock (nanoseconds) can hold.
+    auto ms = [](const std::string& v) -> std::optional<long long> {
+        long long out = 0;
+        auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), out);
+        if (ec != std::errc() || p != v.data() + v.size() || out < 0 || out > kMaxTimeMs)
+            return std::nullopt;
+        return out;
+    };
     OperatorHold h;
-    bool since = false, until = false, reason = false;
-    size_t pos = 0;
-    while (pos < text.size()) {
-        size_t nl = text.find('\n', pos);
-        if (nl == std::string::npos)
-            nl = text.size();
-        const std::string line = text.substr(pos, nl - pos);
-        pos = nl + 1;
-        if (line.empty())
-            continue;
-        auto eq = line.find('=');
-        if (eq == std::string::npos)
-            return make_error("expected key=value");
-        const std::string key = line.substr(0, eq), value = line.substr(eq + 1);
-        // Milliseconds since the epoch, within what system_clock (nanoseconds) can hold.
-        auto number = [&](long long& out) {
-            auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), out);
-            return ec == std::errc() && p == value.data() + value.size() && !value.empty() &&
-                   out >= 0 && out <= kMaxTimeMs;
-        };
-        long long ms = 0;
-        if (key == "since" && !since) {
-            if (!number(ms))
-                return make_error("bad since");
-            h.since = from_ms(ms);
-            since = true;
-        } else if (key == "until" && !until) {
-            if (value != "none") {
-                if (!number(ms))
-                    return make_error("bad until");
-                h.until = from_ms(ms);
-            }
-            until = true;
-        } else if (key == "reason" && !reason) {
-            if (value.size() > kMaxHoldReasonBytes)
-                return make_error("reason too long");
-            h.reason = value;
-            reason = true;
-        } else {
-            return make_error("unknown or repeated key '" + key.substr(0, 40) + "'");
-        }
+    auto since = ms(m["since"]);
+    if (!since)
+        return make_error("bad since");
+    h.since = from_ms(*since);
+    if (m["until"] != "none") {
+        auto until = ms(m["until"]);
+        if (!until)
+            return make_error("bad until");
+        h.until = from_ms(*until);
     }
-    if (!since || !until || !reason)
-        return make_error("incomplete hold (needs since, until and reason)");
+    if (m["reason"].size() > kMaxHoldReasonBytes)
+        return make_error("reason too long");
+    h.reason = m["reason"];
     return h;
 }
 

@@ -65,13 +65,22 @@ Result<std::uint64_t> read_start_time(pid_t pid) {
     return make_error(EINVAL, "short " + path);
 }
 
-Result<std::string> read_exe(pid_t pid) {
-    const std::string path = fmt::format("/proc/{}/exe", pid);
+namespace {
+
+// readlink(2) of a /proc link ("exe", "cwd").
+Result<std::string> read_proc_link(pid_t pid, const char* name) {
+    const std::string path = fmt::format("/proc/{}/{}", pid, name);
     char buf[PATH_MAX + 32];
     ssize_t n = ::readlink(path.c_str(), buf, sizeof buf - 1);
     if (n < 0)
         return make_error(errno, "failed to read " + path);
     return std::string(buf, static_cast<size_t>(n));
+}
+
+} // namespace
+
+Result<std::string> read_exe(pid_t pid) {
+    return read_proc_link(pid, "exe");
 }
 
 Result<uid_t> read_uid(pid_t pid) {
@@ -119,12 +128,7 @@ Result<std::vector<RLimitValue>> read_limits(pid_t pid) {
 }
 
 Result<std::string> read_cwd(pid_t pid) {
-    const std::string path = fmt::format("/proc/{}/cwd", pid);
-    char buf[PATH_MAX + 32];
-    ssize_t n = ::readlink(path.c_str(), buf, sizeof buf - 1);
-    if (n < 0)
-        return make_error(errno, "failed to read " + path);
-    return std::string(buf, static_cast<size_t>(n));
+    return read_proc_link(pid, "cwd");
 }
 
 Result<ProcessIdentity> read_identity(pid_t pid) {

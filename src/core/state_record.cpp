@@ -2,6 +2,7 @@
 
 #include "vigil/fs_util.hpp"
 #include "vigil/log.hpp"
+#include "vigil/record_text.hpp"
 
 #include <fmt/format.h>
 
@@ -18,47 +19,6 @@ template <typename T> bool parse_number(const std::string& s, T& out) {
     return ec == std::errc() && p == s.data() + s.size() && !s.empty();
 }
 
-// "key=value" lines into a map; every key must be one of `keys`, at most once. Values may
-// not be empty (no field of a record is optional).
-Result<std::map<std::string, std::string>> parse_lines(const std::string& text,
-                                                       std::initializer_list<const char*> keys) {
-    std::map<std::string, std::string> out;
-    size_t pos = 0;
-    int lineno = 0;
-    while (pos < text.size()) {
-        size_t nl = text.find('\n', pos);
-        if (nl == std::string::npos)
-            nl = text.size();
-        const std::string line = text.substr(pos, nl - pos);
-        pos = nl + 1;
-        ++lineno;
-        if (line.empty())
-            continue;
-        auto eq = line.find('=');
-        if (eq == std::string::npos)
-            return make_error(fmt::format("line {}: expected key=value", lineno));
-        std::string key = line.substr(0, eq), value = line.substr(eq + 1);
-        bool known = false;
-        for (const char* k : keys)
-            known = known || key == k;
-        if (!known)
-            return make_error(fmt::format("line {}: unknown key '{}'", lineno,
-                                          key.size() > 40 ? key.substr(0, 40) + "..." : key));
-        if (out.count(key))
-            return make_error(fmt::format("line {}: '{}' given twice", lineno, key));
-        if (value.empty())
-            return make_error(fmt::format("line {}: empty {}", lineno, key));
-        out.emplace(std::move(key), std::move(value));
-    }
-    std::string missing;
-    for (const char* k : keys)
-        if (!out.count(k))
-            missing += missing.empty() ? k : std::string(", ") + k;
-    if (!missing.empty())
-        return make_error("incomplete record (missing " + missing + ")");
-    return out;
-}
-
 bool is_token(const std::string& s) {
     return s.size() == 32 && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
@@ -72,8 +32,8 @@ std::string format_state_record(const ChildRecord& r) {
 }
 
 Result<ChildRecord> parse_state_record(const std::string& text) {
-    auto kv =
-        parse_lines(text, {"instance", "pid", "start_time", "boot_id", "exe", "uid", "token"});
+    auto kv = parse_record_lines(
+        text, {"instance", "pid", "start_time", "boot_id", "exe", "uid", "token"});
     if (!kv)
         return kv.error();
     auto& m = *kv;
@@ -101,7 +61,7 @@ std::string format_next_spawn(const NextSpawn& n) {
 }
 
 Result<NextSpawn> parse_next_spawn(const std::string& text) {
-    auto kv = parse_lines(text, {"instance", "boot_id", "token", "binary"});
+    auto kv = parse_record_lines(text, {"instance", "boot_id", "token", "binary"});
     if (!kv)
         return kv.error();
     auto& m = *kv;
