@@ -7,6 +7,8 @@
 
 #include <algorithm>
 #include <csignal>
+#include <filesystem>
+#include <sys/stat.h>
 
 using namespace vt;
 
@@ -125,4 +127,43 @@ TEST_CASE("logs -n N shows the last N lines; without capture, logs says where ou
     CHECK(out.find("journalctl -u vigild") != std::string::npos);
     v.process().signal(SIGTERM);
     REQUIRE(v.process().wait_exit() == 0);
+}
+
+TEST_CASE("messages say what happened: a socket this user may not open; a stream ended by "
+          "vigild's shutdown",
+          "[e2e][operator]") {
+    become_subreaper();
+    TempDir dir;
+    ::chmod(dir.path().c_str(), 0755);
+    // The socket is vigild's usual one: mode 0660, root's group; nobody may not connect.
+    write_file(dir / "vigild.toml", "[daemon]\nstate_dir = \"" + dir / "state" +
+                                        "\"\nroot_dir = \"" + dir / "root" +
+                                        "\"\ncontrol_socket = \"" + dir / "ctl.sock" + "\"\n" +
+                                        fake_child_table({}) + "[health]\nkind = \"none\"\n");
+    Vigild v(dir, "");
+    REQUIRE(v.wait_log("-> running"));
+    const std::string ctl_copy = dir / "vigilctl";
+    std::filesystem::copy_file(VIGILCTL_PATH, ctl_copy);
+    REQUIRE(::chmod(ctl_copy.c_str(), 0755) == 0);
+    Process nobody({"/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                    ctl_copy, "--socket", dir / "ctl.sock", "status"},
+                   dir / "nobody.out");
+    REQUIRE(nobody.wait_exit() == 69);
+    INFO(nobody.output());
+    CHECK(nobody.output().find("permission denied on " + dir / "ctl.sock") != std::string::npos);
+    CHECK(nobody.output().find("is vigild running?") == std::string::npos);
+
+    // A watcher whose stream vigild ends by shutting down is told so.
+    Process events({VIGILCTL_PATH, "--socket", dir / "ctl.sock", "events"}, dir / "events.out");
+    REQUIRE(wait_until([&] {
+        Process r({VIGILCTL_PATH, "--socket", dir / "ctl.sock", "reload"}, dir / "reload.out");
+        r.wait_exit();
+        return events.wait_output("reload:", std::chrono::milliseconds(500));
+    }));
+    v.process().signal(SIGTERM);
+    REQUIRE(v.process().wait_exit() == 0);
+    REQUIRE(events.wait_exit() == 69);
+    INFO(events.output());
+    CHECK(events.output().find("vigild shut down; the stream ended") != std::string::npos);
+    CHECK(events.output().find("No such file or directory") == std::string::npos);
 }
