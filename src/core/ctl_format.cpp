@@ -304,13 +304,14 @@ std::string format_local_time(const std::string& rfc3339, bool with_ms) {
     }
     std::tm tm{};
     ::localtime_r(&secs, &tm);
-    char buf[64];
-    const char* fmt_str = with_ms ? "%Y-%m-%d %H:%M:%S" : "%Y-%m-%d %H:%M:%S %Z";
-    if (std::strftime(buf, sizeof buf, fmt_str, &tm) == 0)
+    // One format everywhere (status, events, logs), always with the zone.
+    char buf[64], zone[16];
+    if (std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm) == 0 ||
+        std::strftime(zone, sizeof zone, "%Z", &tm) == 0)
         return rfc3339;
     if (with_ms)
-        return fmt::format("{}.{:03}", buf, frac);
-    return buf;
+        return fmt::format("{}.{:03} {}", buf, frac, zone);
+    return fmt::format("{} {}", buf, zone);
 }
 
 std::string format_status(const v1::StatusReply& s, SystemTime now) {

@@ -215,9 +215,12 @@ std::string format_line(LogLevel level, std::string_view message, bool journal,
     const std::time_t t = static_cast<std::time_t>(secs.count());
     struct tm tm;
     localtime_r(&t, &tm);
-    char stamp[32];
+    // The same time format as vigilctl's (status, events, logs): with the zone.
+    char stamp[32], zone[16];
     strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", &tm);
-    return fmt::format("{}.{:03d} {:<5} {}\n", stamp, static_cast<int>(ms.count()),
+    if (strftime(zone, sizeof zone, "%Z", &tm) == 0)
+        zone[0] = '\0';
+    return fmt::format("{}.{:03d} {} {:<5} {}\n", stamp, static_cast<int>(ms.count()), zone,
                        to_string(level), message);
 }
 

@@ -1436,7 +1436,8 @@ TEST_CASE("vigilctl: human output", "[unit][vigilctl]") {
     e.message = "child exited: exit code 3";
     e.exit = ExitStatus{ExitStatus::Kind::exited, 3};
     const auto pe = to_proto(e);
-    CHECK(ctl::format_event(pe) == "2024-05-01 12:00:00.123 #7 exit: child exited: exit code 3");
+    CHECK(ctl::format_event(pe) ==
+          "2024-05-01 12:00:00.123 UTC #7 exit: child exited: exit code 3"); // with the zone
     CHECK(pe.exit().kind() == "exited");
     CHECK(pe.exit().code() == 3);
     CHECK(ctl::to_json(pe) ==
@@ -1450,7 +1451,7 @@ TEST_CASE("vigilctl: human output", "[unit][vigilctl]") {
               R"("health_result":"","oom_score_known":false,"oom_score":0})");
 
     LogLine l{1, at_ms(1'714'564'800'000), 99, "stdout", "hello"};
-    CHECK(ctl::format_log_line(to_proto(l)) == "2024-05-01 12:00:00.000 [99] stdout: hello");
+    CHECK(ctl::format_log_line(to_proto(l)) == "2024-05-01 12:00:00.000 UTC [99] stdout: hello");
 }
 
 TEST_CASE("control API conversions", "[unit][control]") {
