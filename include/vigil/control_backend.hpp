@@ -129,6 +129,8 @@ public:
 
     // Events from now on, until unsubscribe.
     virtual Subscription subscribe_events(std::function<void(const Event&)> cb) = 0;
+    // The latest events, oldest first (a bounded number).
+    virtual std::vector<Event> recent_events() = 0;
     virtual void unsubscribe_events(Subscription s) = 0;
 
     // The captured lines kept now (oldest first), and new ones as they come.

@@ -54,8 +54,9 @@ struct Options {
     std::string signal;                   // kill SIGNAL
     std::optional<OomScore> oom;          // oom-score N|inherit
     bool follow = false;                  // logs -f
-    unsigned lines = 0;                   // logs -n N (0: all kept lines)
-    bool leave_running = false;           // shutdown --leave-running
+    unsigned lines = 0;                   // logs -n N (0: all kept lines), events -n N
+    bool lines_given = false;
+    bool leave_running = false; // shutdown --leave-running
 };
 
 struct UsageError {

@@ -12,6 +12,7 @@
 #include "vigil/reaper.hpp"
 #include "vigil/supervisor.hpp"
 
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -52,6 +53,7 @@ public:
     void reload(std::function<void(ReloadOutcome)> reply) override;
     void shutdown(bool leave_child_running, Reply reply) override;
     Subscription subscribe_events(std::function<void(const Event&)> cb) override;
+    std::vector<Event> recent_events() override;
     void unsubscribe_events(Subscription s) override;
     std::vector<LogLine> log_lines() override;
     Subscription subscribe_logs(std::function<void(const LogLine&)> cb) override;
@@ -78,6 +80,7 @@ private:
     Supervisor supervisor_;
     StateDirLock lock_;
     std::map<Subscription, std::function<void(const Event&)>> event_subscribers_;
+    std::deque<Event> recent_events_; // the latest events, for a watcher's replay
     Subscription next_subscription_ = 1;
     std::uint64_t next_event_seq_ = 1;
     bool ready_sent_ = false;

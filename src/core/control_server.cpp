@@ -794,19 +794,27 @@ public:
     }
 
     grpc::ServerWriteReactor<v1::Event>* WatchEvents(grpc::CallbackServerContext*,
-                                                     const v1::WatchEventsRequest*) override {
-        return stream<v1::Event>(ControlCore::StreamKind::events, "event",
-                                 [](ControlCore& core, std::uint64_t id,
-                                    const std::shared_ptr<Stream<v1::Event>>& stream) {
-                                     std::weak_ptr<Stream<v1::Event>> weak = stream;
-                                     const auto sub =
-                                         core.backend.subscribe_events([weak](const Event& e) {
-                                             if (auto s = weak.lock())
-                                                 s->push(to_proto(e));
-                                         });
-                                     core.set_subscription(id, sub);
-                                     stream->announce();
-                                 });
+                                                     const v1::WatchEventsRequest* req) override {
+        return stream<v1::Event>(
+            ControlCore::StreamKind::events, "event",
+            [replay = req->replay()](ControlCore& core, std::uint64_t id,
+                                     const std::shared_ptr<Stream<v1::Event>>& stream) {
+                // The replay, then new events: taken in one loop turn,
+                // so none is missed or sent twice.
+                std::vector<v1::Event> backlog;
+                const auto recent = core.backend.recent_events();
+                const std::size_t skip = recent.size() > replay ? recent.size() - replay : 0;
+                for (std::size_t i = skip; i < recent.size(); ++i)
+                    backlog.push_back(to_proto(recent[i]));
+                std::weak_ptr<Stream<v1::Event>> weak = stream;
+                const auto sub = core.backend.subscribe_events([weak](const Event& e) {
+                    if (auto s = weak.lock())
+                        s->push(to_proto(e));
+                });
+                core.set_subscription(id, sub);
+                stream->announce();
+                stream->push_backlog(std::move(backlog));
+            });
     }
 
     grpc::ServerWriteReactor<v1::LogLine>* Logs(grpc::CallbackServerContext*,

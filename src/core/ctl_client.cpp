@@ -98,6 +98,9 @@ Result<UniqueFd> connect_to(const std::string& path) {
     return fd;
 }
 
+// How many past events `vigilctl events` shows before the new ones, without -n.
+constexpr unsigned kEventsReplay = 10;
+
 class Client {
 public:
     Client(const Options& opts, std::ostream& out, std::ostream& err, Interrupt* interrupt)
@@ -182,7 +185,10 @@ public:
         case Command::events:
             return follow<v1::Event>(
                 [&](grpc::ClientContext* ctx) {
-                    return stub_->WatchEvents(ctx, v1::WatchEventsRequest());
+                    // The latest events first (what happened just before), then new ones.
+                    v1::WatchEventsRequest req;
+                    req.set_replay(opts_.lines_given ? opts_.lines : kEventsReplay);
+                    return stub_->WatchEvents(ctx, req);
                 },
                 [](const v1::Event& e) { return format_event(e); });
         case Command::logs:

@@ -139,18 +139,23 @@ std::variant<Options, UsageError> parse_args(const std::vector<std::string>& arg
             } else if (have_command && o.command == Command::logs &&
                        (a == "-f" || a == "--follow")) {
                 o.follow = true;
-            } else if (have_command && o.command == Command::logs &&
+            } else if (have_command &&
+                       (o.command == Command::logs || o.command == Command::events) &&
                        (a == "-n" || option_is(a, "--lines"))) {
                 auto v = a == "-n" ? (i + 1 < args.size() ? std::optional<std::string>(args[++i])
                                                           : std::nullopt)
                                    : option_value(args, i, "--lines", &error);
                 unsigned n = 0;
+                // logs: at least one line; events: 0 is "no replay, only new events".
+                const unsigned least = o.command == Command::logs ? 1 : 0;
                 if (!v ||
                     std::from_chars(v->data(), v->data() + v->size(), n).ptr !=
                         v->data() + v->size() ||
-                    v->empty() || n == 0)
-                    return UsageError{fmt::format("{} needs a number of lines greater than 0", a)};
+                    v->empty() || n < least)
+                    return UsageError{
+                        fmt::format("{} needs a number of lines of at least {}", a, least)};
                 o.lines = n;
+                o.lines_given = true;
             } else if (have_command && o.command == Command::shutdown && a == "--leave-running") {
                 o.leave_running = true;
             } else {
@@ -248,8 +253,9 @@ Commands:
   oom-score [N|inherit]  without a value: show the configured and the actual
                          oom_score_adj; with one: set it (-1000..1000, or inherit to
                          follow vigild's own score) and apply it now
-  events                 print vigild's events (state changes, exits, health, OOM,
-                         reloads) as they happen, until interrupted
+  events [-n N]          print vigild's last N events (default 10; -n 0: none), then
+                         its events (state changes, exits, health, OOM, reloads,
+                         signals) as they happen, until interrupted
   logs [-f] [-n N]       print the child's captured output ([child] output = "capture");
                          -n/--lines N only the last N lines; -f/--follow keeps printing
                          new lines until interrupted

@@ -16,6 +16,8 @@ namespace {
 // How long vigild waits for a lock whose recorded holder is dead (see run()).
 constexpr Duration kDeadHolderLockWait = std::chrono::seconds(5);
 constexpr useconds_t kLockRetryMicros = 2000;
+// Events kept for `vigilctl events` to replay to a new watcher.
+constexpr std::size_t kRecentEvents = 100;
 
 // sd_notify's STATUS= text, the same after a state change and after a reload.
 std::string status_line(ChildState state, pid_t pid, unsigned restarts) {
@@ -206,6 +208,9 @@ void Daemon::on_state_change(const StateChange& c) {
 void Daemon::publish(Event e) {
     e.seq = next_event_seq_++;
     e.time = std::chrono::system_clock::now();
+    recent_events_.push_back(e);
+    while (recent_events_.size() > kRecentEvents)
+        recent_events_.pop_front();
     // A copy: a subscriber may unsubscribe itself from its callback.
     auto subs = event_subscribers_;
     for (auto& [id, cb] : subs)
@@ -311,6 +316,10 @@ ControlBackend::Subscription Daemon::subscribe_events(std::function<void(const E
     const auto id = next_subscription_++;
     event_subscribers_.emplace(id, std::move(cb));
     return id;
+}
+
+std::vector<Event> Daemon::recent_events() {
+    return {recent_events_.begin(), recent_events_.end()};
 }
 
 void Daemon::unsubscribe_events(Subscription s) {

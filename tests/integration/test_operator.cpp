@@ -63,7 +63,8 @@ TEST_CASE("events: a failed oom-score once, a kill, state lines without \"state 
     Vigild v(dir, fake_child_table({"--stamp-file", dir / "stamps"}, "oom_score_adj = 300\n") +
                       "[health]\nkind = \"none\"\n");
     REQUIRE(v.wait_log("-> running"));
-    Process events({VIGILCTL_PATH, "--socket", v.state_dir() + "/vigild.sock", "events"},
+    // -n 0: only what happens from now on (not the start's oom event).
+    Process events({VIGILCTL_PATH, "--socket", v.state_dir() + "/vigild.sock", "events", "-n", "0"},
                    dir / "events.out");
     REQUIRE(wait_until([&] { return file_exists(dir / "events.out"); }));
     REQUIRE(v.wait_log("oom_score_adj of child pid"));
@@ -166,4 +167,35 @@ TEST_CASE("messages say what happened: a socket this user may not open; a stream
     INFO(events.output());
     CHECK(events.output().find("vigild shut down; the stream ended") != std::string::npos);
     CHECK(events.output().find("No such file or directory") == std::string::npos);
+}
+
+TEST_CASE("events replays the latest events before following", "[e2e][operator]") {
+    become_subreaper();
+    TempDir dir;
+    Vigild v(dir, fake_child_table({}) + "[health]\nkind = \"none\"\n");
+    REQUIRE(v.wait_log("-> running"));
+    // What happened before the watcher connected: the start.
+    Process replayed({VIGILCTL_PATH, "--socket", v.state_dir() + "/vigild.sock", "events"},
+                     dir / "replayed.out");
+    REQUIRE(replayed.wait_output("stopped -> starting"));
+    CHECK(replayed.wait_output("starting -> running"));
+    Process none({VIGILCTL_PATH, "--socket", v.state_dir() + "/vigild.sock", "events", "-n", "0"},
+                 dir / "none.out");
+    Process two({VIGILCTL_PATH, "--socket", v.state_dir() + "/vigild.sock", "events", "-n", "1"},
+                dir / "two.out");
+    REQUIRE(two.wait_output("#"));
+    // A new event reaches all three; -n 0 saw nothing from before.
+    REQUIRE(wait_until([&] {
+        Process r({VIGILCTL_PATH, "--socket", v.state_dir() + "/vigild.sock", "reload"},
+                  dir / "reload.out");
+        r.wait_exit();
+        return none.wait_output("reload:", std::chrono::milliseconds(500));
+    }));
+    CHECK(none.output().find("stopped -> starting") == std::string::npos);
+    const std::string one = two.output();
+    CHECK(one.find("stopped -> starting") == std::string::npos); // only the latest one
+    for (Process* p : {&replayed, &none, &two})
+        p->signal(SIGTERM);
+    v.process().signal(SIGTERM);
+    REQUIRE(v.process().wait_exit() == 0);
 }

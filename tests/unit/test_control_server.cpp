@@ -146,6 +146,7 @@ public:
         return id;
     }
     void unsubscribe_events(Subscription s) override { event_subs.erase(s); }
+    std::vector<Event> recent_events() override { return recent; }
     std::vector<LogLine> log_lines() override { return lines; }
     Subscription subscribe_logs(std::function<void(const LogLine&)> cb) override {
         const auto id = next_sub++;
@@ -186,6 +187,7 @@ public:
     bool hold_stop = false;
     std::vector<Reply> held;
     std::map<Subscription, std::function<void(const Event&)>> event_subs;
+    std::vector<Event> recent; // what recent_events() answers
     std::map<Subscription, std::function<void(const LogLine&)>> log_subs;
     std::vector<LogLine> lines;
     Subscription next_sub = 1;
