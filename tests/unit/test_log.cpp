@@ -90,8 +90,8 @@ TEST_CASE("log line format: a journald priority prefix or else a timestamp and t
         CHECK(log::format_line(row.level, "hello", true, t) == row.journal);
     }
     const std::string plain = log::format_line(LogLevel::warn, "hello", false, t);
-    CHECK(std::regex_match(plain,
-                           std::regex(R"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [A-Z+\-0-9]+ warn  hello\n)")));
+    CHECK(std::regex_match(
+        plain, std::regex(R"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [A-Z+\-0-9]+ warn  hello\n)")));
 }
 
 TEST_CASE("log writer: a reader that never reads never blocks the caller and every line is "
