@@ -46,6 +46,8 @@ Result<uid_t> read_uid(pid_t pid);
 Result<std::vector<RLimitValue>> read_limits(pid_t pid);
 // readlink /proc/PID/cwd.
 Result<std::string> read_cwd(pid_t pid);
+// /proc/PID/cmdline: the argv the process runs with.
+Result<std::vector<std::string>> read_cmdline(pid_t pid);
 Result<ProcessIdentity> read_identity(pid_t pid);
 // The wall-clock time a process started: boot time (btime of /proc/stat) plus its start
 // time in clock ticks.

@@ -127,6 +127,21 @@ Result<std::vector<RLimitValue>> read_limits(pid_t pid) {
     return out;
 }
 
+Result<std::vector<std::string>> read_cmdline(pid_t pid) {
+    auto text = read_file_nofollow(fmt::format("/proc/{}/cmdline", pid), kMaxEnvironBytes);
+    if (!text)
+        return text.error();
+    std::vector<std::string> argv;
+    for (size_t pos = 0; pos < text->size();) {
+        size_t end = text->find('\0', pos);
+        if (end == std::string::npos)
+            end = text->size();
+        argv.emplace_back(text->substr(pos, end - pos));
+        pos = end + 1;
+    }
+    return argv;
+}
+
 Result<std::string> read_cwd(pid_t pid) {
     return read_proc_link(pid, "cwd");
 }

@@ -112,10 +112,11 @@ struct Supervisor::Child {
     SystemTime started_wall{};
     bool healthy = false; // reached running at least once
     Clock::time_point healthy_since{};
-    std::string kill_reason; // vigild killed it (hung, startup timeout): why
-    std::string token;       // the spawn token in its environment ("" if unknown)
-    std::string differs;     // adopted: how it differs from the configuration ("" = not)
-    std::string user;        // who it runs as, for status: "nobody (65534)"
+    std::string kill_reason;       // vigild killed it (hung, startup timeout): why
+    std::string token;             // the spawn token in its environment ("" if unknown)
+    std::string differs;           // adopted: how it differs from the configuration ("" = not)
+    std::string user;              // who it runs as, for status: "nobody (65534)"
+    std::vector<std::string> argv; // adopted: the argv it really runs with
     // Readable when the process exits: the only exit notice for an adopted child, and a
     // second one beside SIGCHLD for a spawned child.
     std::optional<asio::posix::stream_descriptor> exit_watch;
@@ -319,13 +320,21 @@ bool Supervisor::adopt(std::string& why_not) {
     // The next spawn must carry a token no live process has.
     next_ = NextSpawn{instance_, id.boot_id, new_spawn_token(), ""};
     (void)prepare_next_spawn();
-    std::string runs = id.exe;
+    // Shown as it really runs, and said when that is not the configuration (DESIGN).
+    if (auto argv = read_cmdline(id.pid); argv && !argv->empty())
+        child_->argv = std::move(*argv);
+    const auto configured_argv = child_argv();
     if (auto configured = resolve_binary(config_.child.binary);
         configured && !same_executable(*configured, id.exe)) {
         child_->differs =
             fmt::format("it runs {}, not the configured {}: restart to apply", id.exe, *configured);
-        log::warn("adopted child pid {} {}", id.pid, child_->differs);
+    } else if (!child_->argv.empty() &&
+               !std::equal(child_->argv.begin() + 1, child_->argv.end(),
+                           configured_argv.begin() + 1, configured_argv.end())) {
+        child_->differs = "its arguments are not the configured ones: restart to apply";
     }
+    if (!child_->differs.empty())
+        log::warn("adopted child pid {} {}", id.pid, child_->differs);
     set_state(ChildState::starting,
               fmt::format("adopted pid {} ({}), proven by {}{}", child_->pid, id.exe,
                           found->by_token ? "the spawn token in its environment"
@@ -1280,7 +1289,7 @@ StatusSnapshot Supervisor::status() const {
     s.child_binary = config_.child.binary;
     if (child_ && !child_->differs.empty())
         s.child_binary = child_->identity.exe + " (" + child_->differs + ")";
-    s.child_args = child_argv();
+    s.child_args = child_ && !child_->argv.empty() ? child_->argv : child_argv();
     s.vigild_version = VIGIL_VERSION;
     s.vigild_pid = ::getpid();
     s.output_mode = std::string(to_string(config_.child.output));

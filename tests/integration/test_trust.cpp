@@ -440,3 +440,34 @@ TEST_CASE("a lock held by a live vigild still means exit 75 at once", "[e2e][tru
     first.process().signal(SIGTERM);
     REQUIRE(first.process().wait_exit() == 0);
 }
+
+TEST_CASE("an adopted child whose arguments changed is shown as it runs, with \"restart to "
+          "apply\"",
+          "[e2e][trust]") {
+    become_subreaper();
+    TempDir dir;
+    {
+        Vigild first(dir, marked_child(dir) + kNoHealth, {}, {}, "first.log");
+        REQUIRE(first.wait_log("-> running"));
+        first.process().signal(SIGUSR2);
+        REQUIRE(first.process().wait_exit() == 0);
+    }
+    // The configuration now passes another argument.
+    std::filesystem::remove(dir / "vigild.toml");
+    Vigild second(dir,
+                  fake_child_table({"--stamp-file", dir / "stamps", "--term-delay", "1"},
+                                   "env = { VIGIL_TEST_MARK = \"" + dir.path() + "\" }\n") +
+                      kNoHealth,
+                  {}, {}, "second.log");
+    REQUIRE(second.wait_log("-> running"));
+    CHECK(second.log().find("arguments are not the configured ones: restart to apply") !=
+          std::string::npos);
+    Process status({VIGILCTL_PATH, "--socket", second.state_dir() + "/vigild.sock", "status"},
+                   dir / "status.out");
+    status.wait_exit();
+    INFO(status.output());
+    CHECK(status.output().find("--term-delay") == std::string::npos); // as it runs, not the new
+    CHECK(status.output().find("Command: " FAKE_CHILD_PATH) != std::string::npos);
+    second.process().signal(SIGTERM);
+    REQUIRE(second.process().wait_exit() == 0);
+}
