@@ -93,7 +93,7 @@ bool flush(std::chrono::milliseconds timeout = kExitFlushTimeout);
 std::uint64_t dropped_total();
 
 // One finished line, newline included: "<6>message\n" for journald, else
-// "2024-05-01 12:00:00.042 info  message\n" (local time).
+// "2024-05-01 12:00:00.042 UTC info  message\n" (local time and its zone).
 std::string format_line(LogLevel level, std::string_view message, bool journal,
                         std::chrono::system_clock::time_point when);
 

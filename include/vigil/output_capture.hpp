@@ -33,6 +33,12 @@ inline constexpr size_t kMaxLineBytes = 16 * 1024;
 // "\u00HH". Everything else, tabs and backslashes included, is kept as it is.
 std::string escape_child_text(std::string_view raw);
 
+// The level a captured line is logged at: the level the child wrote into it, as
+// logfmt (`level=error`, containerd's form) or JSON (`"level":"warn"`), mapped to
+// vigild's (panic/fatal/error -> error, warning/warn -> warn, debug/trace -> debug);
+// info otherwise.
+LogLevel child_line_level(std::string_view text);
+
 class OutputCapture {
 public:
     using Subscriber = std::function<void(const LogLine&)>;

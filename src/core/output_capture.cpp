@@ -168,9 +168,29 @@ void OutputCapture::emit_pieces(pid_t pid, const std::string& stream, std::strin
     emit(pid, stream, std::string(raw));
 }
 
+LogLevel child_line_level(std::string_view text) {
+    for (std::string_view key : {"level=", "\"level\":\"", "level=\""}) {
+        auto pos = text.find(key);
+        if (pos == std::string_view::npos)
+            continue;
+        std::string_view v = text.substr(pos + key.size());
+        v = v.substr(0, v.find_first_of(" \"\t,}"));
+        if (v == "panic" || v == "fatal" || v == "error" || v == "err")
+            return LogLevel::error;
+        if (v == "warning" || v == "warn")
+            return LogLevel::warn;
+        if (v == "debug" || v == "trace")
+            return LogLevel::debug;
+        return LogLevel::info;
+    }
+    return LogLevel::info;
+}
+
 void OutputCapture::emit(pid_t pid, const std::string& stream, std::string raw) {
     std::string text = escape_child_text(raw);
-    log::info("child[{}] {}: {}", pid, stream, text);
+    const LogLevel level = child_line_level(text);
+    if (log::enabled(level))
+        log::write(level, fmt::format("child[{}] {}: {}", pid, stream, text));
     LogLine line{next_seq_++, std::chrono::system_clock::now(), pid, stream, std::move(text)};
     lines_.push_back(line);
     while (lines_.size() > keep_)

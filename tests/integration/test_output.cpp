@@ -235,6 +235,7 @@ TEST_CASE("gRPC's own log lines go through vigild's log (its queue and its forma
     const std::string log = v.log();
     const std::regex grpc_format(R"((^|\n)[DIE]\d{4} \d\d:\d\d:\d\d)");
     CHECK_FALSE(std::regex_search(log, grpc_format));
-    const std::regex ours(R"((^|\n)\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} debug grpc: )");
+    const std::regex ours(
+        R"((^|\n)\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} [A-Z+\-0-9]+ debug grpc: )");
     CHECK(std::regex_search(log, ours));
 }

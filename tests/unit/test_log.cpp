@@ -1,6 +1,7 @@
 // vigild's log: line format, and the writer that keeps stderr's blocking write(2) off the
 // caller's thread (a bounded queue; drops counted and reported once stderr takes bytes).
 #include "vigil/log.hpp"
+#include "vigil/output_capture.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -190,4 +191,26 @@ TEST_CASE("log writer: a line bigger than the queue is dropped and reported", "[
     CHECK(out.find("dropped 1\n") != std::string::npos);
     CHECK(out.find("small\n") != std::string::npos);
     CHECK(out.find('y') == std::string::npos);
+}
+
+TEST_CASE("a captured line is logged at the level the child wrote into it", "[unit][log]") {
+    struct Row {
+        const char* text;
+        LogLevel level;
+    };
+    const Row rows[] = {
+        {R"(time="2026-11-30T18:00:14Z" level=error msg="failed to load plugin")", LogLevel::error},
+        {R"(time="2026-11-30T18:00:14Z" level=fatal msg="bye")", LogLevel::error},
+        {R"(time="2026-11-30T18:00:14Z" level=warning msg="deprecated")", LogLevel::warn},
+        {R"(time="2026-11-30T18:00:14Z" level=info msg=serving...)", LogLevel::info},
+        {R"(time="2026-11-30T18:00:14Z" level=debug msg="x")", LogLevel::debug},
+        {R"({"level":"warn","msg":"json"})", LogLevel::warn},
+        {R"({"level":"error","msg":"json"})", LogLevel::error},
+        {"plain text without a level", LogLevel::info},
+        {"level=bogus", LogLevel::info},
+    };
+    for (const auto& r : rows) {
+        INFO(r.text);
+        CHECK(child_line_level(r.text) == r.level);
+    }
 }
