@@ -106,19 +106,32 @@ Status write_next_spawn(const std::string& state_dir, const NextSpawn& n) {
                              Durability::process_crash);
 }
 
+namespace {
+
+// A record's text if vigild could have written it; else nullopt with `why_not` set to
+// `absent` (no such file) or to why it is ignored (logged: it may be a forgery).
+std::optional<std::string> read_record(const std::string& path, const std::string& absent,
+                                       std::string& why_not) {
+    auto text = read_trusted_file(path, kMaxRecordBytes);
+    if (text)
+        return std::move(*text);
+    if (text.error().code == std::errc::no_such_file_or_directory) {
+        why_not = absent;
+    } else {
+        why_not = "ignoring " + text.error().message();
+        log::warn("{} (vigild believes only records it could have written itself)", why_not);
+    }
+    return std::nullopt;
+}
+
+} // namespace
+
 std::optional<NextSpawn> read_next_spawn(const std::string& state_dir, const std::string& instance,
                                          std::string& why_not) {
     const std::string path = state_dir + "/" + kNextSpawnName;
-    auto text = read_trusted_file(path, kMaxRecordBytes);
-    if (!text) {
-        if (text.error().code == std::errc::no_such_file_or_directory) {
-            why_not = "no next-spawn record";
-        } else {
-            why_not = "ignoring " + text.error().message();
-            log::warn("{}", why_not);
-        }
+    auto text = read_record(path, "no next-spawn record", why_not);
+    if (!text)
         return std::nullopt;
-    }
     auto next = parse_next_spawn(*text);
     if (!next) {
         why_not = fmt::format("garbled next-spawn record {}: {}", path, next.error().message());
@@ -144,16 +157,9 @@ namespace {
 std::optional<AdoptableChild> adopt_by_record(const std::string& state_dir,
                                               const std::string& instance, std::string& why_not) {
     const std::string path = state_dir + "/" + kStateRecordName;
-    auto text = read_trusted_file(path, kMaxRecordBytes);
-    if (!text) {
-        if (text.error().code == std::errc::no_such_file_or_directory) {
-            why_not = "no child record in " + state_dir;
-        } else {
-            why_not = "ignoring " + text.error().message();
-            log::warn("{} (vigild believes only records it could have written itself)", why_not);
-        }
+    auto text = read_record(path, "no child record in " + state_dir, why_not);
+    if (!text)
         return std::nullopt;
-    }
     auto recorded = parse_state_record(*text);
     if (!recorded) {
         why_not = fmt::format("garbled child record {}: {}", path, recorded.error().message());
