@@ -33,6 +33,7 @@ file(WRITE ${CMAKE_CURRENT_BINARY_DIR}/toml_impl.cpp
 add_library(vigil_fuzz_core STATIC
   ${CMAKE_CURRENT_BINARY_DIR}/toml_impl.cpp
   ${PROJECT_SOURCE_DIR}/src/core/cli.cpp
+  ${PROJECT_SOURCE_DIR}/src/core/cli_parse.cpp
   ${PROJECT_SOURCE_DIR}/src/core/config.cpp
   ${PROJECT_SOURCE_DIR}/src/core/control_proto.cpp
   ${PROJECT_SOURCE_DIR}/src/core/env_file.cpp
@@ -51,6 +52,6 @@ target_compile_definitions(vigil_fuzz_core PUBLIC VIGIL_VERSION="${PROJECT_VERSI
                                                   TOML_HEADER_ONLY=0)
 # gpr (gRPC's logging hook in log.cpp) comes with grpc++.
 target_link_libraries(vigil_fuzz_core PUBLIC vigil_fuzz_proto PkgConfig::GRPCPP fmt::fmt Boost::boost
-                                             Boost::program_options Threads::Threads)
+                                             CLI11::CLI11 Threads::Threads)
 
 add_subdirectory(tests/fuzz)

@@ -108,6 +108,12 @@ public:
     virtual ~ControlBackend() = default;
 
     virtual StatusSnapshot status() = 0;
+    // The configuration in effect: its source file and the TOML `--check-config` prints.
+    struct ConfigText {
+        std::string source;
+        std::string toml;
+    };
+    virtual ConfigText effective_config() = 0;
     // stopped | failed -> start; anything else -> failed_precondition.
     virtual void start(Reply reply) = 0;
     // What a Stop asks for: `timeout` overrides stop_timeout for this stop; the child then

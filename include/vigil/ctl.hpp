@@ -1,6 +1,7 @@
 // vigilctl: the command line client of vigild's control API. main() in
-// src/vigilctl/main.cpp only calls ctl::main(); the parsing, the formatting and the calls
-// live here so unit tests can drive them against an in-process ControlServer.
+// src/vigilctl/main.cpp only calls ctl::main(); the parsing (args.cpp), the formatting
+// (format.cpp) and the calls (client.cpp) are the vigil_ctl library beside it, so unit
+// tests can drive them against an in-process ControlServer.
 #pragma once
 
 #include "vigil/config.hpp"
@@ -40,6 +41,7 @@ enum class Command {
     reload,
     shutdown,
     health,
+    config,
     help,
     version
 };
@@ -57,6 +59,7 @@ struct Options {
     unsigned lines = 0;                   // logs -n N (0: all kept lines), events -n N
     bool lines_given = false;
     bool leave_running = false; // shutdown --leave-running
+    std::string help_topic;     // help COMMAND, COMMAND --help
 };
 
 struct UsageError {
@@ -65,7 +68,8 @@ struct UsageError {
 
 // `args` without the program name.
 std::variant<Options, UsageError> parse_args(const std::vector<std::string>& args);
-std::string help_text();
+// vigilctl --help; with a command's name, that command's help.
+std::string help_text(std::string_view command = {});
 
 // Human output.
 std::string format_uptime(Duration d); // "42ms", "3s", "3min 2s", "2h 5min", "3d 4h"

@@ -54,6 +54,7 @@ public:
     void shutdown(bool leave_child_running, Reply reply) override;
     Subscription subscribe_events(std::function<void(const Event&)> cb) override;
     std::vector<Event> recent_events() override;
+    ConfigText effective_config() override;
     void unsubscribe_events(Subscription s) override;
     std::vector<LogLine> log_lines() override;
     Subscription subscribe_logs(std::function<void(const LogLine&)> cb) override;

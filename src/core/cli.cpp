@@ -1,68 +1,72 @@
 #include "vigil/cli.hpp"
+#include "vigil/cli_parse.hpp"
 
-#include <boost/program_options.hpp>
+#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include <sstream>
 #include <sys/stat.h>
-
-namespace po = boost::program_options;
 
 namespace vigil {
 namespace {
 
-po::options_description visible_options() {
-    po::options_description d("Options (each overrides the matching key of the config file)");
-    // clang-format off
-    d.add_options()
-        ("config", po::value<std::string>()->value_name("FILE"),
-         "config file (TOML); default /etc/vigil/vigild.toml, where a missing file means "
-         "the built-in defaults (which supervise containerd)")
-        ("state-dir", po::value<std::string>()->value_name("DIR"),
-         "[daemon] state_dir: pid file, child record, child config, lock and socket "
-         "(created 0700)")
-        ("root-dir", po::value<std::string>()->value_name("DIR"),
-         "[daemon] root_dir: persistent data dir handed to the child")
-        ("log-level", po::value<std::string>()->value_name("LEVEL"),
-         "trace | debug | info | warn | error; also passed to the child")
-        ("oom-score-adjust", po::value<std::string>()->value_name("N|inherit"),
-         "[child] oom_score_adj: -1000..1000, or inherit to follow vigild's own score")
-        ("child-binary", po::value<std::string>()->value_name("PATH"),
-         "[child] binary: program to supervise (a name is looked up on PATH)")
-        ("control-socket", po::value<std::string>()->value_name("PATH"),
-         "[daemon] control_socket: unix socket of the control API")
-        ("health-address", po::value<std::string>()->value_name("ADDR"),
-         "[health] address: where the child serves grpc.health.v1 (unix:///path or host:port)")
-        ("no-health", "[health] kind = \"none\": the child is running once exec succeeded")
-        ("check-config", "validate the configuration, print it as TOML and exit 0, or 78 "
-                         "when it is invalid")
-        ("version", "print the version and exit")
-        ("help,h", "print this help and exit");
-    // clang-format on
-    return d;
+constexpr const char* kUsage = "vigild [OPTIONS] [-- CHILD-ARGS...]";
+constexpr const char* kFooter =
+    "Arguments after -- replace [child] args.\n\n"
+    "Signals: SIGTERM/SIGINT stop the child and exit 0; SIGHUP reloads the config;\n"
+    "SIGUSR2 exits leaving the child running (the next vigild adopts it).\n\n"
+    "Exit status: 0 clean stop, 64 bad flags, 69 child never came up, 73 state dir\n"
+    "cannot be created, 75 another vigild holds the state dir, 78 bad config.\n";
+
+// The one description of vigild's flags: parsing and --help both read it.
+void describe(CLI::App& app, Flags& f) {
+    app.description("Supervises one daemon (containerd by default): writes its config file, "
+                    "starts it, adopts it after vigild restarts, keeps its OOM score, restarts "
+                    "it when it dies, and stops it cleanly. Each option overrides the matching "
+                    "key of the config file.");
+    app.set_help_flag(); // ours below, so help is rendered the same way as vigilctl's
+    app.allow_extras();  // worded by cli::parse
+    app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+    auto text = [&](const char* name, std::optional<std::string>& into, const char* value,
+                    const char* what) { app.add_option(name, into, what)->option_text(value); };
+    text("--config", f.config_path, "FILE",
+         "config file (TOML); default /etc/vigil/vigild.toml, where a missing file means the "
+         "built-in defaults (which supervise containerd)");
+    text("--state-dir", f.state_dir, "DIR",
+         "[daemon] state_dir: pid file, child record, child config, lock and socket (created "
+         "0700)");
+    text("--root-dir", f.root_dir, "DIR",
+         "[daemon] root_dir: persistent data dir handed to "
+         "the child");
+    text("--log-level", f.log_level, "LEVEL",
+         "trace | debug | info | warn | error; also passed to the child");
+    text("--oom-score-adjust", f.oom_score_adjust, "N|inherit",
+         "[child] oom_score_adj: -1000..1000, or inherit to follow vigild's own score");
+    text("--child-binary", f.child_binary, "PATH",
+         "[child] binary: program to supervise (a name is looked up on PATH)");
+    text("--control-socket", f.control_socket, "PATH",
+         "[daemon] control_socket: unix socket of the control API");
+    text("--health-address", f.health_address, "ADDR",
+         "[health] address: where the child serves grpc.health.v1 (unix:///path or "
+         "host:port)");
+    app.add_flag("--no-health", f.no_health,
+                 "[health] kind = \"none\": the child is running once exec succeeded");
+    app.add_flag("--check-config", f.check_config,
+                 "validate the configuration, print it as TOML and exit 0, or 78 when it is "
+                 "invalid");
+    app.add_flag("--version", f.version, "print the version and exit");
+    app.add_flag("-h,--help", f.help, "print this help and exit");
 }
 
 } // namespace
 
 std::string vigild_help() {
-    std::ostringstream out;
-    out << "Usage: vigild [OPTIONS] [-- CHILD-ARGS...]\n\n"
-           "Supervises one daemon (containerd by default): writes its config file, starts it,\n"
-           "adopts it after vigild restarts, keeps its OOM score, restarts it when it dies,\n"
-           "and stops it cleanly. Arguments after -- replace [child] args.\n\n"
-        << visible_options()
-        << "\nSignals: SIGTERM/SIGINT stop the child and exit 0; SIGHUP reloads the config;\n"
-           "SIGUSR2 exits leaving the child running (the next vigild adopts it).\n\n"
-           "Exit status: 0 clean stop, 64 bad flags, 69 child never came up, 73 state dir\n"
-           "cannot be created, 75 another vigild holds the state dir, 78 bad config.\n";
-    return out.str();
+    CLI::App app{"", "vigild"};
+    Flags f;
+    describe(app, f);
+    return cli::render_help(app, kUsage, kFooter);
 }
 
 std::variant<Flags, FlagsError> parse_flags(int argc, const char* const* argv) {
-    po::options_description all = visible_options();
-    all.add_options()("child-args", po::value<std::vector<std::string>>());
-    po::positional_options_description pos;
-    pos.add("child-args", -1);
     // Child arguments come only after "--": a bare word before it is a mistake (a flag
     // without its dashes, a value without its flag), not a child argument.
     int split = argc;
@@ -71,34 +75,15 @@ std::variant<Flags, FlagsError> parse_flags(int argc, const char* const* argv) {
             split = i;
             break;
         }
-    po::variables_map vm;
-    try {
-        po::store(po::command_line_parser(split, argv).options(all).positional(pos).run(), vm);
-        po::notify(vm);
-    } catch (const po::error& e) {
-        return FlagsError{e.what()};
-    }
-    if (vm.count("child-args"))
-        return FlagsError{fmt::format("unexpected argument '{}' (arguments for the child go "
-                                      "after --)",
-                                      vm["child-args"].as<std::vector<std::string>>().front())};
     Flags f;
-    auto get = [&](const char* name, std::optional<std::string>& out) {
-        if (vm.count(name))
-            out = vm[name].as<std::string>();
-    };
-    get("config", f.config_path);
-    get("state-dir", f.state_dir);
-    get("root-dir", f.root_dir);
-    get("log-level", f.log_level);
-    get("oom-score-adjust", f.oom_score_adjust);
-    get("child-binary", f.child_binary);
-    get("control-socket", f.control_socket);
-    get("health-address", f.health_address);
-    f.no_health = vm.count("no-health") > 0;
-    f.check_config = vm.count("check-config") > 0;
-    f.version = vm.count("version") > 0;
-    f.help = vm.count("help") > 0;
+    CLI::App app{"", "vigild"};
+    describe(app, f);
+    if (auto err =
+            cli::parse(app, std::vector<std::string>(argv + std::min(1, split), argv + split))) {
+        if (err->rfind("unexpected argument", 0) == 0)
+            *err += " (arguments for the child go after --)";
+        return FlagsError{*err};
+    }
     // "--" with nothing after it changes nothing (a wrapper passing "-- $@" with no args
     // must not wipe [child] args).
     if (split + 1 < argc)

@@ -735,6 +735,18 @@ public:
         });
     }
 
+    grpc::ServerUnaryReactor* GetConfig(grpc::CallbackServerContext* ctx,
+                                        const v1::GetConfigRequest*,
+                                        v1::ConfigReply* resp) override {
+        return unary(ctx, [resp](const PendingCall& call) {
+            call.finish(grpc::Status::OK, [&] {
+                auto c = call.backend().effective_config();
+                resp->set_source(valid_utf8(c.source));
+                resp->set_toml(valid_utf8(c.toml));
+            });
+        });
+    }
+
     grpc::ServerUnaryReactor* Start(grpc::CallbackServerContext* ctx, const v1::StartRequest*,
                                     v1::CommandReply* resp) override {
         return unary(ctx, [resp](const PendingCall& call) {

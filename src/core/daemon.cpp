@@ -318,6 +318,11 @@ ControlBackend::Subscription Daemon::subscribe_events(std::function<void(const E
     return id;
 }
 
+ControlBackend::ConfigText Daemon::effective_config() {
+    const Config& c = supervisor_.config();
+    return {c.source, to_toml(c)};
+}
+
 std::vector<Event> Daemon::recent_events() {
     return {recent_events_.begin(), recent_events_.end()};
 }

@@ -1,4 +1,4 @@
-// vigilctl: everything but main() is in vigil_core (src/core/ctl_*.cpp).
+// vigilctl: everything but main() is in the vigil_ctl library (args, client, format).
 #include "vigil/ctl.hpp"
 
 int main(int argc, char** argv) {

@@ -202,6 +202,14 @@ TEST_CASE("reload: a broken file keeps the old config, a changed child restarts"
     auto live = vigilctl(dir, {"reload"});
     CHECK(live.code == 0);
     CHECK(read_pid_file(v.state_dir() + "/child.pid") == first);
+    // `vigilctl config` shows what runs now: the reloaded file, as --check-config prints it.
+    auto running = vigilctl(dir, {"config"});
+    CHECK(running.code == 0);
+    CHECK(running.out.find("backoff_initial = \"250ms\"") != std::string::npos);
+    Process check({VIGILD_PATH, "--config", dir / "vigild.toml", "--check-config"},
+                  dir / "check.out");
+    REQUIRE(check.wait_exit() == 0);
+    CHECK(running.out == check.output());
 
     // A changed child definition restarts the child, and the reply says so.
     write_file(dir / "vigild.toml", daemon_table(dir) + child_with_health(dir, {"--service", "x"}));

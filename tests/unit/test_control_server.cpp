@@ -147,6 +147,7 @@ public:
     }
     void unsubscribe_events(Subscription s) override { event_subs.erase(s); }
     std::vector<Event> recent_events() override { return recent; }
+    ConfigText effective_config() override { return {"/etc/vigil/vigild.toml", config_toml}; }
     std::vector<LogLine> log_lines() override { return lines; }
     Subscription subscribe_logs(std::function<void(const LogLine&)> cb) override {
         const auto id = next_sub++;
@@ -193,6 +194,7 @@ public:
     Subscription next_sub = 1;
     std::uint64_t next_seq = 1;
     std::uint64_t next_log_seq = 1;
+    std::string config_toml = "[daemon]\nstate_dir = \"/run/vigil\"\n";
 };
 
 // An io_context turning on its own thread: the "loop thread" of these tests.
@@ -1318,6 +1320,16 @@ TEST_CASE("vigilctl against the in-process server", "[unit][control][vigilctl]")
         CHECK(out == "vigild: SERVING\n");
     }
     {
+        auto [code, out, err] = run({"config"});
+        CHECK(code == 0);
+        CHECK(out == "[daemon]\nstate_dir = \"/run/vigil\"\n"); // as --check-config prints it
+        std::tie(code, out, err) = run({"--json", "config"});
+        CHECK(code == 0);
+        CHECK(out == R"({"source":"/etc/vigil/vigild.toml","toml":"[daemon]\nstate_dir = )"
+                     R"(\"/run/vigil\"\n"})"
+                     "\n");
+    }
+    {
         auto [code, out, err] = run({"--json", "reload"});
         CHECK(code == 0);
         CHECK(out == "{\"message\":\"configuration reloaded\",\"child_restarted\":true}\n");
@@ -1394,7 +1406,7 @@ TEST_CASE("vigilctl: command line", "[unit][vigilctl]") {
     CHECK_THAT(bad({"frobnicate"}), Contains("unknown command 'frobnicate'"));
     CHECK_THAT(bad({"kill"}), Contains("kill needs exactly one SIGNAL"));
     CHECK_THAT(bad({"stop", "--timeout", "soon"}), Contains("bad --timeout 'soon'"));
-    CHECK_THAT(bad({"stop", "--timeout"}), Contains("--timeout needs a value"));
+    CHECK_THAT(bad({"stop", "--timeout"}), Contains("option '--timeout' needs a value"));
     CHECK_THAT(bad({"oom-score", "lots"}), Contains("bad oom-score 'lots'"));
     CHECK_THAT(bad({"status", "-f"}), Contains("unknown option '-f'"));
     CHECK_THAT(bad({"status", "extra"}), Contains("unexpected argument 'extra'"));

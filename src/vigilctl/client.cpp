@@ -57,6 +57,8 @@ std::string_view command_name(Command c) {
         return "shutdown";
     case Command::health:
         return "health";
+    case Command::config:
+        return "config";
     case Command::help:
         return "help";
     case Command::version:
@@ -202,6 +204,8 @@ public:
                 [](const v1::LogLine& l) { return format_log_line(l); });
         case Command::health:
             return health();
+        case Command::config:
+            return config();
         case Command::help:
         case Command::version:
             break;
@@ -284,6 +288,16 @@ private:
         if (!st.ok())
             return failed(st);
         print(reply, reply.message());
+        return kExitOk;
+    }
+
+    int config() {
+        grpc::ClientContext ctx;
+        set_quick_deadline(ctx);
+        v1::ConfigReply reply;
+        if (auto st = stub_->GetConfig(&ctx, v1::GetConfigRequest(), &reply); !st.ok())
+            return failed(st);
+        print(reply, reply.toml()); // the TOML alone: it can be saved and used as a file
         return kExitOk;
     }
 
@@ -375,7 +389,7 @@ int main(int argc, char** argv) {
     }
     const auto& opts = std::get<Options>(parsed);
     if (opts.command == Command::help) {
-        std::cout << help_text();
+        std::cout << help_text(opts.help_topic);
         return kExitOk;
     }
     if (opts.command == Command::version) {
