@@ -4,6 +4,7 @@
 #include <csignal>
 
 #include "vigil/config.hpp"
+#include "vigil/oom_kill.hpp"
 
 #include <chrono>
 #include <deque>
@@ -16,15 +17,20 @@ using Clock = std::chrono::steady_clock;
 // How the child ended, as waitpid reported it (or unknown for an adopted child).
 struct ExitStatus {
     enum class Kind { exited, signaled, unknown };
+    ExitStatus() = default;
+    ExitStatus(Kind k, int v) : kind(k), value(v) {}
     Kind kind = Kind::unknown;
     int value = 0; // exit code or signal number
+    // A SIGKILL from the kernel's OOM killer (its record in the kernel log named the pid).
+    std::optional<OomKill> oom_kill;
 
     static ExitStatus from_wait_status(int status);
     // From waitid(2)'s si_code/si_status.
     static ExitStatus from_siginfo(const siginfo_t& info);
     bool success() const { return kind == Kind::exited && value == 0; }
 };
-// "exit code 3", "signal SIGKILL", "unknown status (adopted child)".
+// "exit code 3", "killed by SIGKILL", "killed by the OOM killer, anon-rss 1.2 GiB,
+// oom_score_adj 500", "exit status unknown (...)".
 std::string describe(const ExitStatus& s);
 
 // Whether the policy restarts a child that ended so. `requested` = vigild asked it to stop.

@@ -15,6 +15,7 @@
 #include "vigil/config.hpp"
 #include "vigil/control_backend.hpp"
 #include "vigil/health.hpp"
+#include "vigil/oom_kill.hpp"
 #include "vigil/operator_hold.hpp"
 #include "vigil/output_capture.hpp"
 #include "vigil/process.hpp"
@@ -116,6 +117,7 @@ private:
     void enter_failed(std::string reason);
 
     void on_child_exit(const ExitStatus& status);
+    void recheck_oom_kill(pid_t pid);
     void on_backoff_expired();
     void on_stop_timeout();
     void on_startup_timeout();
@@ -157,6 +159,7 @@ private:
     SystemTime next_start_at_{}; // backoff: when the restart is due
     std::unique_ptr<HealthProber> prober_;
     OutputCapture output_;
+    KmsgOomWatcher kmsg_; // names a SIGKILL that came from the kernel's OOM killer
     StateObserver observer_;
     EventSink events_;
     FatalHandler fatal_;
@@ -179,6 +182,7 @@ private:
     StartLimiter limiter_;
     std::optional<ExitStatus> last_exit_;
     std::optional<SystemTime> last_exit_at_;
+    pid_t last_exit_pid_ = 0;
     int last_applied_oom_ = 0;
     unsigned oom_generation_ = 0;
 
@@ -199,6 +203,7 @@ private:
     asio::steady_timer first_start_timer_;
     asio::steady_timer dump_timer_;
     asio::steady_timer hold_timer_;
+    asio::steady_timer oom_kill_timer_; // a second look at the kernel log after a SIGKILL
 };
 
 } // namespace vigil

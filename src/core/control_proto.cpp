@@ -110,6 +110,11 @@ v1::ExitInfo to_proto(const std::optional<ExitStatus>& exit, const std::optional
         out.set_kind("signaled");
         out.set_signal(exit->value);
         out.set_signal_name(signal_name(exit->value));
+        if (exit->oom_kill) {
+            out.set_oom_killed(true);
+            out.set_oom_anon_rss_bytes(exit->oom_kill->anon_rss_kb * 1024);
+            out.set_oom_score_adj(exit->oom_kill->oom_score_adj);
+        }
         break;
     case ExitStatus::Kind::unknown:
         out.set_kind("unknown");

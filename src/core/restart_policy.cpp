@@ -31,6 +31,10 @@ std::string describe(const ExitStatus& s) {
     case ExitStatus::Kind::exited:
         return fmt::format("exit code {}", s.value);
     case ExitStatus::Kind::signaled:
+        if (s.oom_kill)
+            return fmt::format("killed by the OOM killer{}, anon-rss {}, oom_score_adj {}",
+                               s.oom_kill->memcg ? " (memory cgroup limit)" : "",
+                               format_kib(s.oom_kill->anon_rss_kb), s.oom_kill->oom_score_adj);
         return fmt::format("killed by {}", signal_name(s.value));
     case ExitStatus::Kind::unknown:
         return "exit status unknown (adopted, not vigild's own child)";

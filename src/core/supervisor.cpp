@@ -25,6 +25,8 @@ namespace {
 // How often vigild re-reads its own oom_score_adj when the child follows it ("inherit").
 // /proc offers no change notification; one small read a second is the cost.
 constexpr auto kOomFollowInterval = std::chrono::seconds(1);
+// After a SIGKILL whose OOM record was not in the kernel log yet: when to look again.
+constexpr auto kOomKillRecheck = std::chrono::milliseconds(200);
 // While starting, the first probe comes this soon after exec; the delay then doubles up
 // to kStartingProbeMaxDelay (or [health] interval if that is shorter), so readiness is
 // noticed within ~10ms of the child serving, however long it takes to come up. A refused
@@ -126,9 +128,13 @@ Supervisor::Supervisor(asio::io_context& io, Reaper& reaper, Config config,
                        std::unique_ptr<HealthProber> prober)
     : io_(io), reaper_(reaper), config_(std::move(config)), prober_(std::move(prober)), output_(io),
       backoff_timer_(io), stop_timer_(io), oom_timer_(io), probe_timer_(io), startup_timer_(io),
-      first_start_timer_(io), dump_timer_(io), hold_timer_(io) {
+      first_start_timer_(io), dump_timer_(io), hold_timer_(io), oom_kill_timer_(io) {
     if (!prober_ && config_.health.kind == HealthKind::grpc)
         prober_ = std::make_unique<GrpcHealthProber>(io_, config_.health);
+    if (auto st = kmsg_.open(); !st)
+        log::info("{}: a kill by the kernel's OOM killer will show as a plain SIGKILL (vigild "
+                  "needs CAP_SYSLOG, or kernel.dmesg_restrict = 0)",
+                  st.error().message());
 }
 
 Supervisor::~Supervisor() {
@@ -776,11 +782,26 @@ void Supervisor::on_backoff_expired() {
     }
 }
 
-void Supervisor::on_child_exit(const ExitStatus& status) {
+void Supervisor::on_child_exit(const ExitStatus& reported) {
     const pid_t pid = child_->pid;
+    ExitStatus status = reported;
+    // A SIGKILL may be the kernel's OOM killer: its record in the kernel log names the pid.
+    // The kernel logs it right after sending the signal, so it is nearly always there by
+    // the time we reap; if not, a second look a little later amends the exit.
+    if (status.kind == ExitStatus::Kind::signaled && status.value == SIGKILL) {
+        status.oom_kill = kmsg_.take(pid);
+        if (!status.oom_kill && kmsg_.is_open())
+            recheck_oom_kill(pid);
+    }
     const auto ran = Clock::now() - child_->started;
     last_exit_ = status;
     last_exit_at_ = wall_now();
+    last_exit_pid_ = pid;
+    if (status.oom_kill)
+        log::warn("child pid {} was killed by the kernel's OOM killer: anon-rss {}, "
+                  "oom_score_adj {}{}",
+                  pid, format_kib(status.oom_kill->anon_rss_kb), status.oom_kill->oom_score_adj,
+                  status.oom_kill->memcg ? " (a memory cgroup's limit)" : "");
     oom_timer_.cancel();
     remove_child_records(config_.daemon.state_dir);
     std::string reason =
@@ -900,6 +921,27 @@ void Supervisor::enter_stopped(std::string reason) {
     }
 }
 
+void Supervisor::recheck_oom_kill(pid_t pid) {
+    oom_kill_timer_.expires_after(kOomKillRecheck);
+    oom_kill_timer_.async_wait([this, pid](const boost::system::error_code& ec) {
+        if (ec || last_exit_pid_ != pid || !last_exit_ || last_exit_->oom_kill)
+            return;
+        auto kill = kmsg_.take(pid);
+        if (!kill)
+            return;
+        last_exit_->oom_kill = std::move(kill);
+        const std::string what = fmt::format(
+            "child pid {} was killed by the kernel's OOM killer: {}", pid, describe(*last_exit_));
+        log::warn("{}", what);
+        Event e;
+        e.kind = Event::Kind::exit;
+        e.pid = pid;
+        e.exit = last_exit_;
+        e.message = what;
+        emit(std::move(e));
+    });
+}
+
 void Supervisor::enter_failed(std::string reason) {
     remove_child_records(config_.daemon.state_dir);
     set_state(ChildState::failed, std::move(reason));
@@ -911,7 +953,7 @@ void Supervisor::enter_failed(std::string reason) {
 
 void Supervisor::detach() {
     for (auto* t : {&backoff_timer_, &stop_timer_, &oom_timer_, &probe_timer_, &startup_timer_,
-                    &first_start_timer_, &dump_timer_, &hold_timer_})
+                    &first_start_timer_, &dump_timer_, &hold_timer_, &oom_kill_timer_})
         t->cancel();
     awaited_probe_ = 0;
     ++generation_;

@@ -68,6 +68,7 @@ struct Options {
     std::optional<long long> print_lines;
     bool print_raw = false;
     std::optional<long long> flood_mib;
+    std::optional<std::string> hog_cgroup;
     bool help = false;
 };
 
@@ -77,7 +78,9 @@ constexpr std::string_view kUsage =
     "                  [--not-serving-for MS] [--unknown-status] [--hang-after MS]\n"
     "                  [--crash-after MS] [--exit-after MS] [--exit-code N] [--ignore-term]\n"
     "                  [--term-delay MS] [--signal-file PATH] [--double-fork] [--print-env]\n"
-    "                  [--print-lines N] [--print-raw] [--flood MIB]\n";
+    "                  [--print-lines N] [--print-raw] [--flood MIB]\n"
+    "                  [--hog-in-cgroup DIR]  (join that cgroup v1 group, then allocate\n"
+    "                                          memory until the OOM killer strikes)\n";
 
 // Writes all of `data`, retrying short writes; errors are dropped (there is nowhere to
 // report them).
@@ -271,6 +274,8 @@ bool parse_options(int argc, char** argv, Options& opts, std::string& error) {
                     error = std::string(arg) + ": '" + *count_text + "' is not a count";
                 }
             }
+        } else if (arg == "--hog-in-cgroup") {
+            ok = text(opts.hog_cgroup);
         } else if (arg == "--help" || arg == "-h") {
             ok = flag(opts.help);
         } else {
@@ -606,6 +611,28 @@ int main(int argc, char** argv) {
     if (opts.exit_code && !opts.exit_after) {
         log_line("exiting with status " + std::to_string(*opts.exit_code));
         ::_exit(*opts.exit_code);
+    }
+    if (opts.hog_cgroup) {
+        // Into the memory cgroup the test set up, then memory until its limit is hit and
+        // the kernel's OOM killer ends this process.
+        const std::string procs = *opts.hog_cgroup + "/cgroup.procs";
+        const int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+        const std::string pid = std::to_string(::getpid());
+        if (fd < 0 || ::write(fd, pid.data(), pid.size()) != static_cast<ssize_t>(pid.size())) {
+            log_line("cannot join " + procs + ": " + std::strerror(errno));
+            return 1;
+        }
+        ::close(fd);
+        log_line("hogging memory in " + *opts.hog_cgroup);
+        std::vector<char*> held;
+        for (;;) {
+            constexpr std::size_t kStep = 1 << 20;
+            char* p = static_cast<char*>(std::malloc(kStep));
+            if (p == nullptr)
+                continue;
+            std::memset(p, 1, kStep); // touch it: resident, anonymous
+            held.push_back(p);
+        }
     }
     if (opts.double_fork) {
         const pid_t grandchild = start_detached_grandchild();
