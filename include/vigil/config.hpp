@@ -129,15 +129,25 @@ struct RestartConfig {
     Duration start_limit_interval = std::chrono::minutes(5);
 };
 
+struct MetricsConfig {
+    // "IP:PORT" or "[IPv6]:PORT": Prometheus text at http://listen/metrics; "" = off.
+    std::string listen;
+};
+
 struct Config {
     DaemonConfig daemon;
     ChildConfig child;
     HealthConfig health;
     RestartConfig restart;
+    MetricsConfig metrics;
     std::string source = "(defaults)"; // the file it came from, for messages
 
     Config(); // fills child.config with containerd's default config
 };
+
+// Why `listen` is not "IP:PORT" or "[IPv6]:PORT" (a literal address: nothing is looked up),
+// or nullopt when it is.
+std::optional<std::string> metrics_listen_problem(std::string_view listen);
 
 struct ConfigError {
     std::string message; // "FILE:LINE:COL: key: what is wrong"

@@ -114,6 +114,8 @@ public:
         std::string toml;
     };
     virtual ConfigText effective_config() = 0;
+    // The metrics in the Prometheus text format, as [metrics] listen serves them.
+    virtual std::string metrics_text() = 0;
     // stopped | failed -> start; anything else -> failed_precondition.
     virtual void start(Reply reply) = 0;
     // What a Stop asks for: `timeout` overrides stop_timeout for this stop; the child then

@@ -42,6 +42,7 @@ enum class Command {
     shutdown,
     health,
     config,
+    metrics,
     help,
     version
 };

@@ -8,6 +8,7 @@
 #include "vigil/config.hpp"
 #include "vigil/control_backend.hpp"
 #include "vigil/fs_util.hpp"
+#include "vigil/metrics.hpp"
 #include "vigil/notify.hpp"
 #include "vigil/reaper.hpp"
 #include "vigil/supervisor.hpp"
@@ -55,6 +56,7 @@ public:
     Subscription subscribe_events(std::function<void(const Event&)> cb) override;
     std::vector<Event> recent_events() override;
     ConfigText effective_config() override;
+    std::string metrics_text() override;
     void unsubscribe_events(Subscription s) override;
     std::vector<LogLine> log_lines() override;
     Subscription subscribe_logs(std::function<void(const LogLine&)> cb) override;
@@ -91,6 +93,8 @@ private:
     // Last, so it is destroyed first: its destructor still calls back into this backend
     // (unsubscribe) when shutdown() never ran.
     std::unique_ptr<ControlServer> control_;
+    Metrics metrics_;                  // lives as long as vigild: counters survive reloads
+    MetricsListener metrics_listener_; // [metrics] listen
 };
 
 } // namespace vigil

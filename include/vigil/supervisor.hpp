@@ -60,6 +60,9 @@ public:
 
     void set_state_observer(StateObserver o) { observer_ = std::move(o); }
     void set_event_sink(EventSink s) { events_ = std::move(s); }
+    // Every health check's outcome and how long it took (for the metrics).
+    using ProbeObserver = std::function<void(const HealthOutcome&, Duration)>;
+    void set_probe_observer(ProbeObserver o) { probe_observer_ = std::move(o); }
     void set_fatal_handler(FatalHandler h) { fatal_ = std::move(h); }
 
     // vigild's start: adopt the recorded child if it is provably ours, else spawn one. The
@@ -159,6 +162,7 @@ private:
     SystemTime next_start_at_{}; // backoff: when the restart is due
     std::unique_ptr<HealthProber> prober_;
     OutputCapture output_;
+    ProbeObserver probe_observer_;
     KmsgOomWatcher kmsg_; // names a SIGKILL that came from the kernel's OOM killer
     StateObserver observer_;
     EventSink events_;

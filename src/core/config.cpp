@@ -958,11 +958,19 @@ void read_restart(const Section& s, RestartConfig& r) {
     s.read("start_limit_interval", r.start_limit_interval);
 }
 
+void read_metrics(const Section& s, MetricsConfig& m) {
+    s.allow_only({"listen"});
+    s.read("listen", m.listen, plain, kMaxNameLength);
+    if (!m.listen.empty())
+        if (auto what = metrics_listen_problem(m.listen))
+            s.fail("listen", *what);
+}
+
 Config read_config(const toml::table& root, std::string_view source) {
     Config config;
     config.source = std::string(source);
     Section top(source, root, "");
-    top.allow_only({"daemon", "child", "health", "restart"});
+    top.allow_only({"daemon", "child", "health", "restart", "metrics"});
     if (auto s = top.sub("daemon"))
         read_daemon(*s, config.daemon);
     if (auto s = top.sub("child"))
@@ -971,6 +979,8 @@ Config read_config(const toml::table& root, std::string_view source) {
         read_health(*s, config.health);
     if (auto s = top.sub("restart"))
         read_restart(*s, config.restart);
+    if (auto s = top.sub("metrics"))
+        read_metrics(*s, config.metrics);
     return config;
 }
 
@@ -1111,6 +1121,29 @@ std::string format_toml(const toml::table& table) {
     std::ostringstream os;
     os << toml::toml_formatter{table, toml_flags};
     return os.str() + "\n";
+}
+
+std::optional<std::string> metrics_listen_problem(std::string_view listen) {
+    const auto colon = listen.rfind(':');
+    if (colon == std::string_view::npos)
+        return fmt::format("{} is not IP:PORT (such as \"127.0.0.1:9464\" or \"[::1]:9464\")",
+                           shown(listen));
+    std::string host(listen.substr(0, colon));
+    const std::string_view port = listen.substr(colon + 1);
+    unsigned p = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+    if (port.empty() || ec != std::errc() || end != port.data() + port.size() || p == 0 ||
+        p > 65535)
+        return fmt::format("{}: the port must be a number 1..65535", shown(listen));
+    unsigned char buf[sizeof(in6_addr)];
+    const bool v6 = host.size() > 2 && host.front() == '[' && host.back() == ']';
+    if (v6 ? ::inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), buf) != 1
+           : ::inet_pton(AF_INET, host.c_str(), buf) != 1)
+        return fmt::format("{}: the host must be an IPv4 address or an IPv6 address in "
+                           "brackets (no names: nothing is looked up), such as 127.0.0.1 or "
+                           "[::1]",
+                           shown(listen));
+    return std::nullopt;
 }
 
 Config::Config() {
@@ -1560,6 +1593,9 @@ std::string to_toml(const Config& c) {
     line("reset_after", quote(format_duration(c.restart.reset_after)));
     line("start_limit_burst", std::to_string(c.restart.start_limit_burst));
     line("start_limit_interval", quote(format_duration(c.restart.start_limit_interval)));
+
+    out += "\n[metrics]\n";
+    line("listen", quote(c.metrics.listen));
     return out;
 }
 

@@ -735,6 +735,15 @@ public:
         });
     }
 
+    grpc::ServerUnaryReactor* GetMetrics(grpc::CallbackServerContext* ctx,
+                                         const v1::GetMetricsRequest*,
+                                         v1::MetricsReply* resp) override {
+        return unary(ctx, [resp](const PendingCall& call) {
+            call.finish(grpc::Status::OK,
+                        [&] { resp->set_text(valid_utf8(call.backend().metrics_text())); });
+        });
+    }
+
     grpc::ServerUnaryReactor* GetConfig(grpc::CallbackServerContext* ctx,
                                         const v1::GetConfigRequest*,
                                         v1::ConfigReply* resp) override {

@@ -87,6 +87,15 @@ int Daemon::run() {
     // A write to a closed pipe or socket must be an error code, not vigild's death.
     std::signal(SIGPIPE, SIG_IGN);
 
+    // Metrics over HTTP, when asked for: a port in use is as fatal as a control socket
+    // that cannot be created.
+    if (auto st = metrics_listener_.listen(config_.metrics.listen, metrics_); !st) {
+        log::error("{}", st.error().message());
+        return kExitCantCreate;
+    }
+    if (!config_.metrics.listen.empty())
+        log::info("metrics at http://{}/metrics", config_.metrics.listen);
+
     // The socket is created while the lock is held, so a stale socket can only be a dead
     // vigild's and is safe to remove.
     control_ = std::make_unique<ControlServer>(
@@ -112,6 +121,8 @@ int Daemon::run() {
     });
     supervisor_.set_state_observer([this](const StateChange& c) { on_state_change(c); });
     supervisor_.set_event_sink([this](Event e) { publish(std::move(e)); });
+    supervisor_.set_probe_observer(
+        [this](const HealthOutcome& o, Duration took) { metrics_.observe_health(o, took); });
     start_watchdog();
     log::info("vigild {} (pid {}) supervising {} in {}", VIGIL_VERSION, ::getpid(),
               config_.child.binary, state_dir);
@@ -170,6 +181,10 @@ ReloadOutcome Daemon::do_reload() {
         log::set_level(next.daemon.log_level);
         out.child_restarted = supervisor_.reload(next);
         config_ = supervisor_.config();
+        if (auto st = metrics_listener_.listen(config_.metrics.listen, metrics_); !st)
+            log::warn("reload: {}; metrics stay at {}", st.error().message(),
+                      metrics_listener_.address().empty() ? "(nowhere)"
+                                                          : metrics_listener_.address());
         std::string msg = out.child_restarted ? "configuration reloaded; the child restarts"
                                               : "configuration reloaded";
         if (!dir_change.empty()) {
@@ -206,6 +221,9 @@ void Daemon::on_state_change(const StateChange& c) {
 }
 
 void Daemon::publish(Event e) {
+    if (e.kind == Event::Kind::exit && e.exit)
+        metrics_.on_exit(*e.exit);
+    metrics_.update(supervisor_.status());
     e.seq = next_event_seq_++;
     e.time = std::chrono::system_clock::now();
     recent_events_.push_back(e);
@@ -316,6 +334,11 @@ ControlBackend::Subscription Daemon::subscribe_events(std::function<void(const E
     const auto id = next_subscription_++;
     event_subscribers_.emplace(id, std::move(cb));
     return id;
+}
+
+std::string Daemon::metrics_text() {
+    metrics_.update(supervisor_.status());
+    return metrics_.text();
 }
 
 ControlBackend::ConfigText Daemon::effective_config() {

@@ -627,7 +627,10 @@ void Supervisor::schedule_probe(Duration delay) {
         const unsigned id = ++probe_seq_;
         awaited_probe_ = id;
         last_health_at_ = wall_now();
-        prober_->probe([this, id](const HealthOutcome& outcome) {
+        prober_->probe([this, id, asked = Clock::now()](const HealthOutcome& outcome) {
+            if (probe_observer_)
+                probe_observer_(outcome,
+                                std::chrono::duration_cast<Duration>(Clock::now() - asked));
             if (id != awaited_probe_)
                 return; // stale: the child or the state changed since
             awaited_probe_ = 0;

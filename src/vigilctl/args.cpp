@@ -71,6 +71,10 @@ constexpr CommandSpec kCommands[] = {
      "print the configuration vigild runs with, as TOML (vigild --check-config's output)",
      "The effective configuration: the file, the flags vigild was started with and the "
      "defaults, after the last successful reload."},
+    {"metrics", Command::metrics, "", "print vigild's metrics in the Prometheus text format",
+     "The same text [metrics] listen serves over HTTP, with the status read just now: the "
+     "child's state, restarts, start time and OOM score, health checks by result and their "
+     "latency, OOM kills."},
     {"shutdown", Command::shutdown, "[--leave-running]",
      "make vigild exit; it stops the child first unless --leave-running is given",
      "With --leave-running the child keeps running and the next vigild adopts it (as on "

@@ -59,6 +59,8 @@ std::string_view command_name(Command c) {
         return "health";
     case Command::config:
         return "config";
+    case Command::metrics:
+        return "metrics";
     case Command::help:
         return "help";
     case Command::version:
@@ -206,6 +208,8 @@ public:
             return health();
         case Command::config:
             return config();
+        case Command::metrics:
+            return metrics();
         case Command::help:
         case Command::version:
             break;
@@ -298,6 +302,16 @@ private:
         if (auto st = stub_->GetConfig(&ctx, v1::GetConfigRequest(), &reply); !st.ok())
             return failed(st);
         print(reply, reply.toml()); // the TOML alone: it can be saved and used as a file
+        return kExitOk;
+    }
+
+    int metrics() {
+        grpc::ClientContext ctx;
+        set_quick_deadline(ctx);
+        v1::MetricsReply reply;
+        if (auto st = stub_->GetMetrics(&ctx, v1::GetMetricsRequest(), &reply); !st.ok())
+            return failed(st);
+        print(reply, reply.text());
         return kExitOk;
     }
 

@@ -110,7 +110,7 @@ TEST_CASE("cli: help is tidy, and vigilctl explains each command", "[unit][cli]"
     CHECK_THAT(stop_help, Contains("--for D"));
     CHECK_THAT(stop_help, Contains("--reason TEXT"));
     for (const char* cmd : {"status", "start", "stop", "restart", "kill", "oom-score", "events",
-                            "logs", "reload", "config", "shutdown", "health", "help"}) {
+                            "logs", "reload", "config", "metrics", "shutdown", "health", "help"}) {
         INFO(cmd);
         const auto h = ctl::help_text(cmd);
         CHECK_THAT(h, StartsWith(std::string("Usage: vigilctl ") + cmd));

@@ -148,6 +148,7 @@ public:
     void unsubscribe_events(Subscription s) override { event_subs.erase(s); }
     std::vector<Event> recent_events() override { return recent; }
     ConfigText effective_config() override { return {"/etc/vigil/vigild.toml", config_toml}; }
+    std::string metrics_text() override { return "vigil_child_up 1\n"; }
     std::vector<LogLine> log_lines() override { return lines; }
     Subscription subscribe_logs(std::function<void(const LogLine&)> cb) override {
         const auto id = next_sub++;
@@ -1323,6 +1324,9 @@ TEST_CASE("vigilctl against the in-process server", "[unit][control][vigilctl]")
         auto [code, out, err] = run({"config"});
         CHECK(code == 0);
         CHECK(out == "[daemon]\nstate_dir = \"/run/vigil\"\n"); // as --check-config prints it
+        std::tie(code, out, err) = run({"metrics"});
+        CHECK(code == 0);
+        CHECK(out == "vigil_child_up 1\n");
         std::tie(code, out, err) = run({"--json", "config"});
         CHECK(code == 0);
         CHECK(out == R"({"source":"/etc/vigil/vigild.toml","toml":"[daemon]\nstate_dir = )"
@@ -1474,7 +1478,8 @@ TEST_CASE("vigilctl: human output", "[unit][vigilctl]") {
               R"("exit":{"kind":"exited","code":3,"signal":0,"signal_name":"",)"
               R"("description":")" +
               describe(*e.exit) +
-              R"(","at":"2024-05-01T12:00:00.123Z"},)"
+              R"(","at":"2024-05-01T12:00:00.123Z","oom_killed":false,)"
+              R"("oom_anon_rss_bytes":"0","oom_score_adj":0},)"
               R"("health_result":"","oom_score_known":false,"oom_score":0})");
 
     LogLine l{1, at_ms(1'714'564'800'000), 99, "stdout", "hello"};
