@@ -127,6 +127,9 @@ struct RestartConfig {
     Duration reset_after = std::chrono::seconds(60);
     int start_limit_burst = 10;
     Duration start_limit_interval = std::chrono::minutes(5);
+    // A reload that changed the child, whose new child never became healthy (or did not
+    // start), goes back to the previous configuration.
+    bool rollback = true;
 };
 
 struct MetricsConfig {

@@ -68,6 +68,9 @@ struct StatusSnapshot {
     std::optional<SystemTime> held_since;
     std::optional<SystemTime> held_until;
     std::string hold_reason;
+    // The last rollback of a reload ([restart] rollback): why ("" if none), and when.
+    std::string rollback;
+    std::optional<SystemTime> rolled_back_at;
 };
 
 // One entry of the event stream. `seq` increases by one per event, from 1.
@@ -114,6 +117,8 @@ public:
         std::string toml;
     };
     virtual ConfigText effective_config() = 0;
+    // The configuration the last rollback turned away; nullopt when none was.
+    virtual std::optional<ConfigText> rejected_config() = 0;
     // The metrics in the Prometheus text format, as [metrics] listen serves them.
     virtual std::string metrics_text() = 0;
     // stopped | failed -> start; anything else -> failed_precondition.

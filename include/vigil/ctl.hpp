@@ -61,6 +61,7 @@ struct Options {
     bool lines_given = false;
     bool leave_running = false; // shutdown --leave-running
     std::string help_topic;     // help COMMAND, COMMAND --help
+    bool rejected = false;      // config --rejected
 };
 
 struct UsageError {

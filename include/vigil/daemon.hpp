@@ -56,6 +56,7 @@ public:
     Subscription subscribe_events(std::function<void(const Event&)> cb) override;
     std::vector<Event> recent_events() override;
     ConfigText effective_config() override;
+    std::optional<ConfigText> rejected_config() override;
     std::string metrics_text() override;
     void unsubscribe_events(Subscription s) override;
     std::vector<LogLine> log_lines() override;

@@ -100,6 +100,8 @@ public:
     bool child_adopted() const;
     unsigned restart_count() const { return restart_count_; }
     const Config& config() const { return config_; }
+    // The configuration the last rollback turned away, if any.
+    const std::optional<Config>& rejected_config() const { return rejected_; }
 
 private:
     struct Child;
@@ -121,6 +123,9 @@ private:
 
     void on_child_exit(const ExitStatus& status);
     void recheck_oom_kill(pid_t pid);
+    // The reloaded configuration's first child failed to come up: go back to the one
+    // before (true), if there is one to go back to.
+    bool roll_back(const std::string& why);
     void on_backoff_expired();
     void on_stop_timeout();
     void on_startup_timeout();
@@ -158,6 +163,12 @@ private:
     NextSpawn next_;       // the token the next spawned child carries
     bool next_written_ = false;
     std::optional<OperatorHold> hold_; // the operator's stop, while it lasts
+    // [restart] rollback: the configuration before a reload that changed the child, kept
+    // until the new child is healthy; the one a rollback turned away, and why.
+    std::optional<Config> rollback_to_;
+    std::optional<Config> rejected_;
+    std::string rollback_note_;
+    std::optional<SystemTime> rollback_at_;
     unsigned hold_generation_ = 0;
     SystemTime next_start_at_{}; // backoff: when the restart is due
     std::unique_ptr<HealthProber> prober_;

@@ -937,7 +937,7 @@ void read_health(const Section& s, HealthConfig& h) {
 
 void read_restart(const Section& s, RestartConfig& r) {
     s.allow_only({"policy", "backoff_initial", "backoff_max", "reset_after", "start_limit_burst",
-                  "start_limit_interval"});
+                  "start_limit_interval", "rollback"});
     s.read("policy", r.policy,
            {{"always", RestartPolicy::always},
             {"on-failure", RestartPolicy::on_failure},
@@ -956,6 +956,7 @@ void read_restart(const Section& s, RestartConfig& r) {
     s.read("reset_after", r.reset_after);
     s.read("start_limit_burst", r.start_limit_burst, 1);
     s.read("start_limit_interval", r.start_limit_interval);
+    s.read("rollback", r.rollback);
 }
 
 void read_metrics(const Section& s, MetricsConfig& m) {
@@ -1593,6 +1594,7 @@ std::string to_toml(const Config& c) {
     line("reset_after", quote(format_duration(c.restart.reset_after)));
     line("start_limit_burst", std::to_string(c.restart.start_limit_burst));
     line("start_limit_interval", quote(format_duration(c.restart.start_limit_interval)));
+    line("rollback", c.restart.rollback ? "true" : "false");
 
     out += "\n[metrics]\n";
     line("listen", quote(c.metrics.listen));

@@ -139,6 +139,8 @@ v1::StatusReply to_proto(const StatusSnapshot& s) {
     if (s.held_until)
         hold.set_until(format_rfc3339(s.held_until));
     hold.set_reason(valid_utf8(s.hold_reason));
+    out.set_rollback(valid_utf8(s.rollback));
+    out.set_rolled_back_at(format_rfc3339(s.rolled_back_at));
     out.set_pid(s.pid);
     out.set_adopted(s.adopted);
     out.set_started_at(format_rfc3339(s.started_at));

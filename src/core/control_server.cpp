@@ -745,11 +745,21 @@ public:
     }
 
     grpc::ServerUnaryReactor* GetConfig(grpc::CallbackServerContext* ctx,
-                                        const v1::GetConfigRequest*,
+                                        const v1::GetConfigRequest* req,
                                         v1::ConfigReply* resp) override {
-        return unary(ctx, [resp](const PendingCall& call) {
+        return unary(ctx, [resp, rejected = req->rejected()](const PendingCall& call) {
+            std::optional<ControlBackend::ConfigText> text;
+            if (rejected) {
+                text = call.backend().rejected_config();
+                if (!text) {
+                    call.finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                             "no configuration was rejected: no reload has "
+                                             "been rolled back"));
+                    return;
+                }
+            }
             call.finish(grpc::Status::OK, [&] {
-                auto c = call.backend().effective_config();
+                auto c = text ? *text : call.backend().effective_config();
                 resp->set_source(valid_utf8(c.source));
                 resp->set_toml(valid_utf8(c.toml));
             });

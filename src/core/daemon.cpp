@@ -336,6 +336,13 @@ ControlBackend::Subscription Daemon::subscribe_events(std::function<void(const E
     return id;
 }
 
+std::optional<ControlBackend::ConfigText> Daemon::rejected_config() {
+    const auto& r = supervisor_.rejected_config();
+    if (!r)
+        return std::nullopt;
+    return ConfigText{r->source, to_toml(*r)};
+}
+
 std::string Daemon::metrics_text() {
     metrics_.update(supervisor_.status());
     return metrics_.text();

@@ -437,6 +437,10 @@ void Supervisor::fail_start(std::string reason) {
     log::error("{}", reason);
     last_failure_ = reason;
     answer_start_replies(CommandOutcome{CommandOutcome::Code::internal, reason});
+    if (roll_back(reason)) {
+        start_counted("rolled back to the previous configuration");
+        return;
+    }
     if (first_start_pending_ && fatal_) {
         // vigild's own first start: a child that cannot even be exec'd (binary missing)
         // will not get better by waiting, so vigild exits 69 at once.
@@ -573,6 +577,10 @@ void Supervisor::enter_running(std::string reason) {
         return;
     child_->healthy = true;
     child_->healthy_since = Clock::now();
+    if (rollback_to_) {
+        rollback_to_.reset();
+        log::info("reload kept: the new child is healthy");
+    }
     if (first_start_pending_) {
         first_start_pending_ = false;
         first_start_timer_.cancel();
@@ -826,6 +834,11 @@ void Supervisor::on_child_exit(const ExitStatus& reported) {
         return;
     case ChildState::starting:
         last_failure_ = reason; // a death while starting is a failed start at once
+        if (roll_back(reason)) {
+            child_.reset();
+            start_counted("rolled back to the previous configuration");
+            return;
+        }
         schedule_restart(status, reason);
         return;
     case ChildState::running:
@@ -845,6 +858,7 @@ void Supervisor::on_child_exit(const ExitStatus& reported) {
 // ---- stopping ------------------------------------------------------------------------
 
 void Supervisor::stop(std::function<void()> done, std::optional<Duration> timeout) {
+    rollback_to_.reset();      // the operator has decided: no start of this reload to judge
     if (restart_after_stop_) { // an explicit stop wins over a pending restart
         restart_after_stop_ = false;
         answer_start_replies(
@@ -1099,6 +1113,13 @@ bool Supervisor::reload(const Config& next_in) {
     const bool child_changed = child_definition_changed(config_, next);
     const bool oom_changed = config_.child.oom_score_adj != next.child.oom_score_adj;
     const bool probe_changed = health_changed(config_.health, next.health);
+    // Rollback: only to a configuration whose child was healthy, and the known-good one
+    // stays the target while a reloaded child is still on trial.
+    if (!next.restart.rollback)
+        rollback_to_.reset();
+    else if (child_changed && !rollback_to_ &&
+             (state_ == ChildState::running || state_ == ChildState::unhealthy))
+        rollback_to_ = config_;
     config_ = std::move(next);
     if (probe_changed) {
         if (config_.health.kind == HealthKind::grpc) {
@@ -1163,6 +1184,35 @@ bool Supervisor::reload(const Config& next_in) {
         return false;
     }
     return false;
+}
+
+bool Supervisor::roll_back(const std::string& why) {
+    if (!rollback_to_)
+        return false;
+    Config previous = std::move(*rollback_to_);
+    rollback_to_.reset();
+    rejected_ = config_;
+    const bool probe_changed = health_changed(config_.health, previous.health);
+    config_ = std::move(previous);
+    if (probe_changed && config_.health.kind == HealthKind::grpc) {
+        if (auto* g = dynamic_cast<GrpcHealthProber*>(prober_.get()))
+            g->configure(config_.health);
+        else if (!prober_)
+            prober_ = std::make_unique<GrpcHealthProber>(io_, config_.health);
+    }
+    rollback_note_ = "the reloaded configuration's child " + why;
+    rollback_at_ = wall_now();
+    const std::string what =
+        fmt::format("rolled back to the previous configuration: the reloaded one's child {} "
+                    "(the rejected configuration: vigilctl config --rejected)",
+                    why);
+    log::warn("{}", what);
+    Event e;
+    e.kind = Event::Kind::reload;
+    e.pid = child_pid();
+    e.message = what;
+    emit(std::move(e));
+    return true; // the caller starts the child on it
 }
 
 void Supervisor::answer_start_replies(const CommandOutcome& outcome) {
@@ -1309,6 +1359,8 @@ StatusSnapshot Supervisor::status() const {
         s.held_until = hold_->until;
         s.hold_reason = hold_->reason;
     }
+    s.rollback = rollback_note_;
+    s.rolled_back_at = rollback_at_;
     if (state_ == ChildState::backoff)
         s.next_start_at = next_start_at_;
     s.state_since = state_since_;

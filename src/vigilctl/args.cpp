@@ -67,10 +67,11 @@ constexpr CommandSpec kCommands[] = {
     {"reload", Command::reload, "", "re-read vigild's configuration file (like SIGHUP)",
      "A bad file is refused and the running configuration kept. The child is restarted when "
      "what it runs changed."},
-    {"config", Command::config, "",
+    {"config", Command::config, "[--rejected]",
      "print the configuration vigild runs with, as TOML (vigild --check-config's output)",
      "The effective configuration: the file, the flags vigild was started with and the "
-     "defaults, after the last successful reload."},
+     "defaults, after the last successful reload. With --rejected: the configuration the "
+     "last rollback turned away ([restart] rollback)."},
     {"metrics", Command::metrics, "", "print vigild's metrics in the Prometheus text format",
      "The same text [metrics] listen serves over HTTP, with the status read just now: the "
      "child's state, restarts, start time and OOM score, health checks by result and their "
@@ -102,7 +103,8 @@ std::vector<std::string> command_names() {
 // The strings as given; checked after parsing, with vigilctl's own messages.
 struct Raw {
     std::optional<std::string> socket, timeout, hold_for, reason, lines, signal, oom, topic;
-    bool json = false, help = false, version = false, follow = false, leave_running = false;
+    bool json = false, help = false, version = false, follow = false, leave_running = false,
+         rejected = false;
 };
 
 // The whole command line, described once for CLI11.
@@ -163,6 +165,10 @@ void describe(CLI::App& app, Raw& r) {
             break;
         case Command::help:
             sub->add_option("command", r.topic, "the command to explain");
+            break;
+        case Command::config:
+            sub->add_flag("--rejected", r.rejected,
+                          "the configuration a rollback turned away, instead");
             break;
         default:
             break;
@@ -240,6 +246,7 @@ std::variant<Options, UsageError> check(Options o, const Raw& r) {
         o.lines_given = true;
     }
     o.follow = r.follow;
+    o.rejected = r.rejected;
     o.leave_running = r.leave_running;
     switch (o.command) {
     case Command::kill: {

@@ -299,7 +299,9 @@ private:
         grpc::ClientContext ctx;
         set_quick_deadline(ctx);
         v1::ConfigReply reply;
-        if (auto st = stub_->GetConfig(&ctx, v1::GetConfigRequest(), &reply); !st.ok())
+        v1::GetConfigRequest req;
+        req.set_rejected(opts_.rejected);
+        if (auto st = stub_->GetConfig(&ctx, req, &reply); !st.ok())
             return failed(st);
         print(reply, reply.toml()); // the TOML alone: it can be saved and used as a file
         return kExitOk;

@@ -105,6 +105,10 @@ std::string format_status(const v1::StatusReply& s, SystemTime now) {
                                          : "; held until " + format_local_time(s.hold().until());
         line("Hold", hold);
     }
+    if (!s.rollback().empty())
+        line("Rollback", fmt::format("to the previous configuration at {}: {} (the rejected "
+                                     "one: vigilctl config --rejected)",
+                                     format_local_time(s.rolled_back_at()), s.rollback()));
     if (!s.next_start_at().empty()) {
         std::string when = format_local_time(s.next_start_at());
         if (auto t = parse_rfc3339(s.next_start_at()); t && *t > now)

@@ -69,6 +69,7 @@ void check_same(const Config& a, const Config& b) {
     CHECK(a.restart.reset_after == b.restart.reset_after);
     CHECK(a.restart.start_limit_burst == b.restart.start_limit_burst);
     CHECK(a.restart.start_limit_interval == b.restart.start_limit_interval);
+    CHECK(a.restart.rollback == b.restart.rollback);
     CHECK(a.metrics.listen == b.metrics.listen);
 }
 

@@ -149,6 +149,8 @@ public:
     std::vector<Event> recent_events() override { return recent; }
     ConfigText effective_config() override { return {"/etc/vigil/vigild.toml", config_toml}; }
     std::string metrics_text() override { return "vigil_child_up 1\n"; }
+    std::optional<ConfigText> rejected_config() override { return rejected; }
+    std::optional<ConfigText> rejected;
     std::vector<LogLine> log_lines() override { return lines; }
     Subscription subscribe_logs(std::function<void(const LogLine&)> cb) override {
         const auto id = next_sub++;
@@ -1324,6 +1326,17 @@ TEST_CASE("vigilctl against the in-process server", "[unit][control][vigilctl]")
         auto [code, out, err] = run({"config"});
         CHECK(code == 0);
         CHECK(out == "[daemon]\nstate_dir = \"/run/vigil\"\n"); // as --check-config prints it
+        std::tie(code, out, err) = run({"config", "--rejected"});
+        CHECK(code == 1);
+        CHECK(err == "vigilctl: config: no configuration was rejected: no reload has been rolled "
+                     "back\n");
+        f.loop.run([&] {
+            f.backend.rejected = ControlBackend::ConfigText{"/etc/vigil/vigild.toml", "x = 1\n"};
+            return 0;
+        });
+        std::tie(code, out, err) = run({"config", "--rejected"});
+        CHECK(code == 0);
+        CHECK(out == "x = 1\n");
         std::tie(code, out, err) = run({"metrics"});
         CHECK(code == 0);
         CHECK(out == "vigil_child_up 1\n");
