@@ -17,6 +17,7 @@
 #include "vigil/health.hpp"
 #include "vigil/operator_hold.hpp"
 #include "vigil/output_capture.hpp"
+#include "vigil/probe_scheduler.hpp"
 #include "vigil/process.hpp"
 #include "vigil/reaper.hpp"
 #include "vigil/restart_policy.hpp"
@@ -138,7 +139,6 @@ private:
     void set_hold(std::optional<Duration> hold_for, std::string reason);
     void arm_hold_expiry();
     void on_hold_expired();
-    void schedule_probe(Duration delay);
     void kill_for(std::string reason);
     void schedule_restart(const ExitStatus& status, std::string reason);
     void fail_start(std::string reason);
@@ -182,11 +182,7 @@ private:
     int last_applied_oom_ = 0;
     unsigned oom_generation_ = 0;
 
-    // Health: one probe in flight at most; a reply is taken only if its id is awaited.
-    unsigned probe_seq_ = 0;
-    unsigned awaited_probe_ = 0;
-    unsigned probe_timer_gen_ = 0;
-    Duration probe_delay_{};
+    // Health: the scheduler decides which results there are; this counts them.
     unsigned consecutive_failures_ = 0;
     std::optional<HealthOutcome> last_health_;
     std::optional<SystemTime> last_health_at_;
@@ -194,11 +190,12 @@ private:
     asio::steady_timer backoff_timer_;
     asio::steady_timer stop_timer_;
     asio::steady_timer oom_timer_;
-    asio::steady_timer probe_timer_;
     asio::steady_timer startup_timer_;
     asio::steady_timer first_start_timer_;
     asio::steady_timer dump_timer_;
     asio::steady_timer hold_timer_;
+    // Declared last, destroyed first: it holds a pointer to prober_.
+    ProbeScheduler probes_;
 };
 
 } // namespace vigil

@@ -25,12 +25,6 @@ namespace {
 // How often vigild re-reads its own oom_score_adj when the child follows it ("inherit").
 // /proc offers no change notification; one small read a second is the cost.
 constexpr auto kOomFollowInterval = std::chrono::seconds(1);
-// While starting, the first probe comes this soon after exec; the delay then doubles up
-// to kStartingProbeMaxDelay (or [health] interval if that is shorter), so readiness is
-// noticed within ~10ms of the child serving, however long it takes to come up. A refused
-// connection costs the child nothing, so 100 probes a second while starting is cheap.
-constexpr Duration kFirstProbeDelay{2};
-constexpr Duration kStartingProbeMaxDelay{10};
 
 // "root (0)"; the uid alone when it has no name. Looked up once per uid: a name service
 // must not be asked on every status call.
@@ -125,8 +119,9 @@ struct Supervisor::Child {
 Supervisor::Supervisor(asio::io_context& io, Reaper& reaper, Config config,
                        std::unique_ptr<HealthProber> prober)
     : io_(io), reaper_(reaper), config_(std::move(config)), prober_(std::move(prober)), output_(io),
-      backoff_timer_(io), stop_timer_(io), oom_timer_(io), probe_timer_(io), startup_timer_(io),
-      first_start_timer_(io), dump_timer_(io), hold_timer_(io) {
+      backoff_timer_(io), stop_timer_(io), oom_timer_(io), startup_timer_(io),
+      first_start_timer_(io), dump_timer_(io), hold_timer_(io),
+      probes_(io, [this](const HealthOutcome& outcome) { on_probe_result(outcome); }) {
     if (!prober_ && config_.health.kind == HealthKind::grpc)
         prober_ = std::make_unique<GrpcHealthProber>(io_, config_.health);
 }
@@ -165,10 +160,8 @@ void Supervisor::set_state(ChildState next, std::string reason) {
     if (next != ChildState::starting)
         startup_timer_.cancel();
     if (next != ChildState::starting && next != ChildState::running &&
-        next != ChildState::unhealthy) {
-        probe_timer_.cancel();
-        awaited_probe_ = 0; // a reply still in flight is stale
-    }
+        next != ChildState::unhealthy)
+        probes_.stop(); // a reply still in flight is stale
     if (next == ChildState::failed || next == ChildState::backoff)
         log::warn("state {} -> {} ({})", to_string(prev), to_string(next), reason);
     else
@@ -550,8 +543,6 @@ void Supervisor::begin_health_or_run(const std::string& how) {
     }
     consecutive_failures_ = 0;
     last_health_.reset(); // each child's first answer is an event of its own
-    prober_->reset();     // one channel per child incarnation
-    probe_delay_ = kFirstProbeDelay;
     const unsigned gen = generation_;
     startup_timer_.expires_after(config_.health.startup_timeout);
     startup_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
@@ -559,7 +550,8 @@ void Supervisor::begin_health_or_run(const std::string& how) {
             return;
         on_startup_timeout();
     });
-    schedule_probe(probe_delay_);
+    // A new channel for this child; fast probes, and one at once when the socket appears.
+    probes_.start(*prober_, probe_schedule_for(config_.health), ProbeScheduler::Phase::starting);
 }
 
 void Supervisor::enter_running(std::string reason) {
@@ -606,31 +598,8 @@ void Supervisor::on_startup_timeout() {
 
 // ---- health --------------------------------------------------------------------------
 
-void Supervisor::schedule_probe(Duration delay) {
-    const unsigned gen = ++probe_timer_gen_;
-    probe_timer_.expires_after(delay);
-    probe_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
-        if (ec || gen != probe_timer_gen_ || !child_ || !child_->kill_reason.empty())
-            return;
-        // Until the child first answers, each probe opens a fresh channel: a channel that
-        // saw refused connections sits in gRPC's reconnect back-off and fails calls at once
-        // for a while after the child starts serving. Once up, one channel serves the whole
-        // incarnation.
-        if (state_ == ChildState::starting)
-            prober_->reset();
-        const unsigned id = ++probe_seq_;
-        awaited_probe_ = id;
-        last_health_at_ = wall_now();
-        prober_->probe([this, id](const HealthOutcome& outcome) {
-            if (id != awaited_probe_)
-                return; // stale: the child or the state changed since
-            awaited_probe_ = 0;
-            on_probe_result(outcome);
-        });
-    });
-}
-
 void Supervisor::on_probe_result(const HealthOutcome& outcome) {
+    last_health_at_ = wall_now();
     const bool changed = !last_health_ || last_health_->result != outcome.result;
     last_health_ = outcome;
     if (changed) {
@@ -646,7 +615,7 @@ void Supervisor::on_probe_result(const HealthOutcome& outcome) {
         if (outcome.healthy()) {
             consecutive_failures_ = 0;
             enter_running("healthy: SERVING");
-            schedule_probe(config_.health.interval);
+            probes_.set_running();
             return;
         }
         last_failure_ = outcome.describe();
@@ -654,9 +623,6 @@ void Supervisor::on_probe_result(const HealthOutcome& outcome) {
             log::info("child pid {} not ready: {}", child_pid(), outcome.describe());
         else
             log::debug("child pid {} not ready: {}", child_pid(), outcome.describe());
-        probe_delay_ =
-            std::min({probe_delay_ * 2, config_.health.interval, kStartingProbeMaxDelay});
-        schedule_probe(probe_delay_);
         return;
     case ChildState::running:
     case ChildState::unhealthy:
@@ -664,7 +630,6 @@ void Supervisor::on_probe_result(const HealthOutcome& outcome) {
             consecutive_failures_ = 0;
             if (state_ == ChildState::unhealthy)
                 set_state(ChildState::running, "health recovered: SERVING");
-            schedule_probe(config_.health.interval);
             return;
         }
         ++consecutive_failures_;
@@ -683,7 +648,6 @@ void Supervisor::on_probe_result(const HealthOutcome& outcome) {
             else
                 log::warn("{}", what);
         }
-        schedule_probe(config_.health.interval);
         return;
     case ChildState::stopped:
     case ChildState::backoff:
@@ -697,8 +661,7 @@ void Supervisor::kill_for(std::string reason) {
     if (!child_)
         return;
     child_->kill_reason = reason;
-    probe_timer_.cancel();
-    awaited_probe_ = 0;
+    probes_.stop();
     const auto dump = config_.health.dump_signal;
     if (dump && child_->healthy) {
         log::warn("child pid {}: {}; sending {} and SIGKILL {} later", child_->pid, reason,
@@ -910,10 +873,10 @@ void Supervisor::enter_failed(std::string reason) {
 }
 
 void Supervisor::detach() {
-    for (auto* t : {&backoff_timer_, &stop_timer_, &oom_timer_, &probe_timer_, &startup_timer_,
+    for (auto* t : {&backoff_timer_, &stop_timer_, &oom_timer_, &startup_timer_,
                     &first_start_timer_, &dump_timer_, &hold_timer_})
         t->cancel();
-    awaited_probe_ = 0;
+    probes_.stop();
     ++generation_;
     output_.close_all();
     if (child_) {
@@ -1100,13 +1063,12 @@ bool Supervisor::reload(const Config& next_in) {
                       child_->pid, child_->kill_reason);
         } else if (probe_changed) {
             // Health settings changed: probe the (same) child afresh, or stop probing.
-            awaited_probe_ = 0;
-            ++probe_timer_gen_;
-            probe_timer_.cancel();
+            probes_.stop();
             consecutive_failures_ = 0;
             if (health_enabled()) {
-                prober_->reset();
-                schedule_probe(kFirstProbeDelay);
+                probes_.start(*prober_, probe_schedule_for(config_.health),
+                              state_ == ChildState::starting ? ProbeScheduler::Phase::starting
+                                                             : ProbeScheduler::Phase::running);
             } else if (state_ != ChildState::running) {
                 enter_running("health checks turned off by reload");
             }
