@@ -116,7 +116,8 @@ public:
     void set_running();
     // No more probes; waiting probes become stale; the socket watch is closed.
     void stop();
-    // Starting only: a probe now, and the fast schedule starts over.
+    // A probe now (the socket appeared, or the child was stopped by a signal): starting,
+    // the fast schedule starts over; running, the interval is counted from now.
     void probe_now();
 
     bool active() const { return prober_ != nullptr; }

@@ -89,7 +89,10 @@ void ProbeScheduler::start(HealthProber& prober, ProbeSchedule schedule, Phase p
     channel_used_ = false;
     starting_delay_ = schedule_.starting_first;
     if (phase_ == Phase::starting && !schedule_.watch_path.empty()) {
-        auto w = SocketWatch::open(io_, schedule_.watch_path, [this] { probe_now(); });
+        auto w = SocketWatch::open(io_, schedule_.watch_path, [this] {
+            log::debug("health socket {} appeared: probing now", schedule_.watch_path);
+            probe_now();
+        });
         if (w)
             watch_ = std::move(*w);
         else
@@ -119,9 +122,8 @@ void ProbeScheduler::stop() {
 }
 
 void ProbeScheduler::probe_now() {
-    if (!prober_ || phase_ != Phase::starting)
+    if (!prober_)
         return;
-    log::debug("health socket {} appeared: probing now", schedule_.watch_path);
     starting_delay_ = schedule_.starting_first;
     on_tick();
 }

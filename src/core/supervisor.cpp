@@ -7,6 +7,7 @@
 #include "vigil/operator_hold.hpp"
 #include "vigil/spawn.hpp"
 #include "vigil/state_record.hpp"
+#include "vigil/stop_watch.hpp"
 
 #include <fmt/format.h>
 
@@ -114,6 +115,9 @@ struct Supervisor::Child {
     // Readable when the process exits: the only exit notice for an adopted child, and a
     // second one beside SIGCHLD for a spawned child.
     std::optional<asio::posix::stream_descriptor> exit_watch;
+    // A spawned child stopped by a signal: probed at once. Declared after pidfd, which it
+    // borrows, so it goes first.
+    std::unique_ptr<ChildStopWatch> stop_watch;
 };
 
 Supervisor::Supervisor(asio::io_context& io, Reaper& reaper, Config config,
@@ -500,6 +504,12 @@ void Supervisor::enter_starting_fresh(std::string reason) {
             on_child_exit(ExitStatus::from_wait_status(status));
     });
     watch_exit();
+    child_->stop_watch = std::make_unique<ChildStopWatch>(io_, child_->pidfd.get(), [this, pid] {
+        if (!child_ || child_->pid != pid || !probes_.active())
+            return;
+        log::info("child pid {} was stopped by a signal: probing it now", pid);
+        probes_.probe_now();
+    });
 
     if (auto id = read_identity(pid)) {
         child_->identity = *id;

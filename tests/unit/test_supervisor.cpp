@@ -310,3 +310,28 @@ TEST_CASE("supervisor: late and out-of-order answers neither reset nor double-co
     CHECK(f.sup->state() == ChildState::running);
     CHECK(f.sup->status().consecutive_health_failures == 0);
 }
+
+TEST_CASE("supervisor: a child stopped by a signal is probed at once",
+          "[unit][supervisor][probe]") {
+    Fixture f;
+    f.config.health.interval = std::chrono::hours(1); // no probe on the schedule
+    f.config.health.timeout = 20s;
+    f.sup = std::make_unique<Supervisor>(f.io, f.reaper, f.config, [&] {
+        auto p = std::make_unique<FakeProber>();
+        f.prober = p.get();
+        return p;
+    }());
+    f.sup->start_initial();
+    const pid_t pid = f.sup->child_pid();
+    REQUIRE(f.wait_probe());
+    f.prober->answer(HealthResult::serving);
+    REQUIRE(f.sup->state() == ChildState::running);
+    REQUIRE(f.prober->pending.empty());
+    // SIGCHLD (CLD_STOPPED) says the child can answer nothing: the hang's clock starts now,
+    // not at the next tick an hour away.
+    REQUIRE(::kill(pid, SIGSTOP) == 0);
+    REQUIRE(f.wait_probe());
+    CHECK(f.prober->pending.size() == 1);
+    CHECK(f.sup->child_pid() == pid); // stopped, not reaped
+    ::kill(pid, SIGCONT);
+}
