@@ -2,7 +2,8 @@
 //
 // Threading: probe() is called on the loop thread; the gRPC reply arrives on a gRPC
 // thread and is posted back into the io_context, so the callback always runs on the loop.
-// The supervisor recognises a stale reply by the generation it captured when it asked.
+// Several calls may be out at once (ProbeScheduler starts one per interval); the scheduler
+// recognises a stale reply by the sequence number it gave the probe.
 #pragma once
 
 #include "vigil/asio.hpp"
@@ -50,7 +51,8 @@ public:
     virtual ~HealthProber() = default;
     // A new child incarnation: forget the old connection, open a new one.
     virtual void reset() = 0;
-    // One Check; `cb` runs on the loop thread exactly once (also if the prober is reset).
+    // One Check, with the configured timeout as its deadline; `cb` runs on the loop thread
+    // exactly once (also if the prober is reset). Calls may overlap.
     virtual void probe(Callback cb) = 0;
 };
 

@@ -18,6 +18,7 @@
 #include "vigil/oom_kill.hpp"
 #include "vigil/operator_hold.hpp"
 #include "vigil/output_capture.hpp"
+#include "vigil/probe_scheduler.hpp"
 #include "vigil/process.hpp"
 #include "vigil/reaper.hpp"
 #include "vigil/restart_policy.hpp"
@@ -62,7 +63,7 @@ public:
     void set_event_sink(EventSink s) { events_ = std::move(s); }
     // Every health check's outcome and how long it took (for the metrics).
     using ProbeObserver = std::function<void(const HealthOutcome&, Duration)>;
-    void set_probe_observer(ProbeObserver o) { probe_observer_ = std::move(o); }
+    void set_probe_observer(ProbeObserver o) { probes_.set_observer(std::move(o)); }
     void set_fatal_handler(FatalHandler h) { fatal_ = std::move(h); }
 
     // vigild's start: adopt the recorded child if it is provably ours, else spawn one. The
@@ -148,7 +149,6 @@ private:
     void set_hold(std::optional<Duration> hold_for, std::string reason);
     void arm_hold_expiry();
     void on_hold_expired();
-    void schedule_probe(Duration delay);
     void kill_for(std::string reason);
     void schedule_restart(const ExitStatus& status, std::string reason);
     void fail_start(std::string reason);
@@ -173,7 +173,6 @@ private:
     SystemTime next_start_at_{}; // backoff: when the restart is due
     std::unique_ptr<HealthProber> prober_;
     OutputCapture output_;
-    ProbeObserver probe_observer_;
     KmsgOomWatcher kmsg_; // names a SIGKILL that came from the kernel's OOM killer
     StateObserver observer_;
     EventSink events_;
@@ -201,11 +200,7 @@ private:
     int last_applied_oom_ = 0;
     unsigned oom_generation_ = 0;
 
-    // Health: one probe in flight at most; a reply is taken only if its id is awaited.
-    unsigned probe_seq_ = 0;
-    unsigned awaited_probe_ = 0;
-    unsigned probe_timer_gen_ = 0;
-    Duration probe_delay_{};
+    // Health: the scheduler decides which results there are; this counts them.
     unsigned consecutive_failures_ = 0;
     std::optional<HealthOutcome> last_health_;
     std::optional<SystemTime> last_health_at_;
@@ -213,12 +208,13 @@ private:
     asio::steady_timer backoff_timer_;
     asio::steady_timer stop_timer_;
     asio::steady_timer oom_timer_;
-    asio::steady_timer probe_timer_;
     asio::steady_timer startup_timer_;
     asio::steady_timer first_start_timer_;
     asio::steady_timer dump_timer_;
     asio::steady_timer hold_timer_;
     asio::steady_timer oom_kill_timer_; // a second look at the kernel log after a SIGKILL
+    // Declared last, destroyed first: it holds a pointer to prober_.
+    ProbeScheduler probes_;
 };
 
 } // namespace vigil

@@ -7,6 +7,7 @@
 #include "vigil/operator_hold.hpp"
 #include "vigil/spawn.hpp"
 #include "vigil/state_record.hpp"
+#include "vigil/stop_watch.hpp"
 
 #include <fmt/format.h>
 
@@ -27,12 +28,6 @@ namespace {
 constexpr auto kOomFollowInterval = std::chrono::seconds(1);
 // After a SIGKILL whose OOM record was not in the kernel log yet: when to look again.
 constexpr auto kOomKillRecheck = std::chrono::milliseconds(200);
-// While starting, the first probe comes this soon after exec; the delay then doubles up
-// to kStartingProbeMaxDelay (or [health] interval if that is shorter), so readiness is
-// noticed within ~10ms of the child serving, however long it takes to come up. A refused
-// connection costs the child nothing, so 100 probes a second while starting is cheap.
-constexpr Duration kFirstProbeDelay{2};
-constexpr Duration kStartingProbeMaxDelay{10};
 
 // "root (0)"; the uid alone when it has no name. Looked up once per uid: a name service
 // must not be asked on every status call.
@@ -122,13 +117,17 @@ struct Supervisor::Child {
     // Readable when the process exits: the only exit notice for an adopted child, and a
     // second one beside SIGCHLD for a spawned child.
     std::optional<asio::posix::stream_descriptor> exit_watch;
+    // A spawned child stopped by a signal: probed at once. Declared after pidfd, which it
+    // borrows, so it goes first.
+    std::unique_ptr<ChildStopWatch> stop_watch;
 };
 
 Supervisor::Supervisor(asio::io_context& io, Reaper& reaper, Config config,
                        std::unique_ptr<HealthProber> prober)
     : io_(io), reaper_(reaper), config_(std::move(config)), prober_(std::move(prober)), output_(io),
-      backoff_timer_(io), stop_timer_(io), oom_timer_(io), probe_timer_(io), startup_timer_(io),
-      first_start_timer_(io), dump_timer_(io), hold_timer_(io), oom_kill_timer_(io) {
+      backoff_timer_(io), stop_timer_(io), oom_timer_(io), startup_timer_(io),
+      first_start_timer_(io), dump_timer_(io), hold_timer_(io), oom_kill_timer_(io),
+      probes_(io, [this](const HealthOutcome& outcome) { on_probe_result(outcome); }) {
     if (!prober_ && config_.health.kind == HealthKind::grpc)
         prober_ = std::make_unique<GrpcHealthProber>(io_, config_.health);
     if (auto st = kmsg_.open(); !st)
@@ -171,10 +170,8 @@ void Supervisor::set_state(ChildState next, std::string reason) {
     if (next != ChildState::starting)
         startup_timer_.cancel();
     if (next != ChildState::starting && next != ChildState::running &&
-        next != ChildState::unhealthy) {
-        probe_timer_.cancel();
-        awaited_probe_ = 0; // a reply still in flight is stale
-    }
+        next != ChildState::unhealthy)
+        probes_.stop(); // a reply still in flight is stale
     if (next == ChildState::failed || next == ChildState::backoff)
         log::warn("state {} -> {} ({})", to_string(prev), to_string(next), reason);
     else
@@ -517,6 +514,12 @@ void Supervisor::enter_starting_fresh(std::string reason) {
             on_child_exit(ExitStatus::from_wait_status(status));
     });
     watch_exit();
+    child_->stop_watch = std::make_unique<ChildStopWatch>(io_, child_->pidfd.get(), [this, pid] {
+        if (!child_ || child_->pid != pid || !probes_.active())
+            return;
+        log::info("child pid {} was stopped by a signal: probing it now", pid);
+        probes_.probe_now();
+    });
 
     if (auto id = read_identity(pid)) {
         child_->identity = *id;
@@ -560,8 +563,6 @@ void Supervisor::begin_health_or_run(const std::string& how) {
     }
     consecutive_failures_ = 0;
     last_health_.reset(); // each child's first answer is an event of its own
-    prober_->reset();     // one channel per child incarnation
-    probe_delay_ = kFirstProbeDelay;
     const unsigned gen = generation_;
     startup_timer_.expires_after(config_.health.startup_timeout);
     startup_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
@@ -569,7 +570,8 @@ void Supervisor::begin_health_or_run(const std::string& how) {
             return;
         on_startup_timeout();
     });
-    schedule_probe(probe_delay_);
+    // A new channel for this child; fast probes, and one at once when the socket appears.
+    probes_.start(*prober_, probe_schedule_for(config_.health), ProbeScheduler::Phase::starting);
 }
 
 void Supervisor::enter_running(std::string reason) {
@@ -620,34 +622,8 @@ void Supervisor::on_startup_timeout() {
 
 // ---- health --------------------------------------------------------------------------
 
-void Supervisor::schedule_probe(Duration delay) {
-    const unsigned gen = ++probe_timer_gen_;
-    probe_timer_.expires_after(delay);
-    probe_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
-        if (ec || gen != probe_timer_gen_ || !child_ || !child_->kill_reason.empty())
-            return;
-        // Until the child first answers, each probe opens a fresh channel: a channel that
-        // saw refused connections sits in gRPC's reconnect back-off and fails calls at once
-        // for a while after the child starts serving. Once up, one channel serves the whole
-        // incarnation.
-        if (state_ == ChildState::starting)
-            prober_->reset();
-        const unsigned id = ++probe_seq_;
-        awaited_probe_ = id;
-        last_health_at_ = wall_now();
-        prober_->probe([this, id, asked = Clock::now()](const HealthOutcome& outcome) {
-            if (probe_observer_)
-                probe_observer_(outcome,
-                                std::chrono::duration_cast<Duration>(Clock::now() - asked));
-            if (id != awaited_probe_)
-                return; // stale: the child or the state changed since
-            awaited_probe_ = 0;
-            on_probe_result(outcome);
-        });
-    });
-}
-
 void Supervisor::on_probe_result(const HealthOutcome& outcome) {
+    last_health_at_ = wall_now();
     const bool changed = !last_health_ || last_health_->result != outcome.result;
     last_health_ = outcome;
     if (changed) {
@@ -663,7 +639,7 @@ void Supervisor::on_probe_result(const HealthOutcome& outcome) {
         if (outcome.healthy()) {
             consecutive_failures_ = 0;
             enter_running("healthy: SERVING");
-            schedule_probe(config_.health.interval);
+            probes_.set_running();
             return;
         }
         last_failure_ = outcome.describe();
@@ -671,9 +647,6 @@ void Supervisor::on_probe_result(const HealthOutcome& outcome) {
             log::info("child pid {} not ready: {}", child_pid(), outcome.describe());
         else
             log::debug("child pid {} not ready: {}", child_pid(), outcome.describe());
-        probe_delay_ =
-            std::min({probe_delay_ * 2, config_.health.interval, kStartingProbeMaxDelay});
-        schedule_probe(probe_delay_);
         return;
     case ChildState::running:
     case ChildState::unhealthy:
@@ -681,7 +654,6 @@ void Supervisor::on_probe_result(const HealthOutcome& outcome) {
             consecutive_failures_ = 0;
             if (state_ == ChildState::unhealthy)
                 set_state(ChildState::running, "health recovered: SERVING");
-            schedule_probe(config_.health.interval);
             return;
         }
         ++consecutive_failures_;
@@ -700,7 +672,6 @@ void Supervisor::on_probe_result(const HealthOutcome& outcome) {
             else
                 log::warn("{}", what);
         }
-        schedule_probe(config_.health.interval);
         return;
     case ChildState::stopped:
     case ChildState::backoff:
@@ -714,8 +685,7 @@ void Supervisor::kill_for(std::string reason) {
     if (!child_)
         return;
     child_->kill_reason = reason;
-    probe_timer_.cancel();
-    awaited_probe_ = 0;
+    probes_.stop();
     const auto dump = config_.health.dump_signal;
     if (dump && child_->healthy) {
         log::warn("child pid {}: {}; sending {} and SIGKILL {} later", child_->pid, reason,
@@ -969,10 +939,10 @@ void Supervisor::enter_failed(std::string reason) {
 }
 
 void Supervisor::detach() {
-    for (auto* t : {&backoff_timer_, &stop_timer_, &oom_timer_, &probe_timer_, &startup_timer_,
+    for (auto* t : {&backoff_timer_, &stop_timer_, &oom_timer_, &startup_timer_,
                     &first_start_timer_, &dump_timer_, &hold_timer_, &oom_kill_timer_})
         t->cancel();
-    awaited_probe_ = 0;
+    probes_.stop();
     ++generation_;
     output_.close_all();
     if (child_) {
@@ -1166,13 +1136,12 @@ bool Supervisor::reload(const Config& next_in) {
                       child_->pid, child_->kill_reason);
         } else if (probe_changed) {
             // Health settings changed: probe the (same) child afresh, or stop probing.
-            awaited_probe_ = 0;
-            ++probe_timer_gen_;
-            probe_timer_.cancel();
+            probes_.stop();
             consecutive_failures_ = 0;
             if (health_enabled()) {
-                prober_->reset();
-                schedule_probe(kFirstProbeDelay);
+                probes_.start(*prober_, probe_schedule_for(config_.health),
+                              state_ == ChildState::starting ? ProbeScheduler::Phase::starting
+                                                             : ProbeScheduler::Phase::running);
             } else if (state_ != ChildState::running) {
                 enter_running("health checks turned off by reload");
             }

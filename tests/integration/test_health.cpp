@@ -121,6 +121,38 @@ TEST_CASE("a SIGSTOPped child is killed and restarted", "[e2e]") {
     REQUIRE(v.process().wait_exit() == 0);
 }
 
+// Issue 10, target 5: probes go out every interval whether or not the last one answered.
+// One at a time, a hung child would see exactly failure_threshold (3) checks before its
+// kill; here it sees a new one every interval while the first three wait out their
+// deadlines.
+TEST_CASE("a hung child keeps getting probes every interval until it is killed", "[e2e]") {
+    become_subreaper();
+    TempDir dir;
+    Vigild v(dir, fake_child_table(served(dir, {"--hang-after", "400", "--log-level", "debug"})) +
+                      health_table(dir, {{"interval", "\"50ms\""}, {"timeout", "\"1s\""}}) +
+                      kFastRestart);
+    REQUIRE(v.wait_log("-> running"));
+    auto first = v.wait_child_pid();
+    REQUIRE(first);
+    const std::string killed = "3 consecutive failed health checks, last: deadline exceeded";
+    REQUIRE(v.wait_log(killed));
+    REQUIRE(wait_until([&] {
+        auto p = read_pid_file(v.state_dir() + "/child.pid");
+        return p && *p != *first;
+    }));
+    CHECK_FALSE(process_alive(*first));
+    const std::string log = v.log();
+    const std::string before_kill = log.substr(0, log.find(killed));
+    std::size_t hung = 0;
+    for (auto at = before_kill.find("no answer (hung)"); at != std::string::npos;
+         at = before_kill.find("no answer (hung)", at + 1))
+        ++hung;
+    INFO("checks the hung child received before its kill: " << hung);
+    CHECK(hung > 3);
+    v.process().signal(SIGTERM);
+    REQUIRE(v.process().wait_exit() == 0);
+}
+
 TEST_CASE("a healthy answer clears an unhealthy child", "[e2e]") {
     become_subreaper();
     TempDir dir;
@@ -207,13 +239,15 @@ TEST_CASE("after the first healthy answer, a startup timeout restarts instead of
           "[e2e]") {
     become_subreaper();
     TempDir dir;
+    // Without rollback (test_rollback.cpp has it): the failed start is an ordinary one.
+    const std::string no_rollback = kFastRestart + "rollback = false\n";
     Vigild v(dir, fake_child_table(served(dir)) +
-                      health_table(dir, {{"startup_timeout", "\"1s\""}}) + kFastRestart);
+                      health_table(dir, {{"startup_timeout", "\"1s\""}}) + no_rollback);
     REQUIRE(v.wait_log("-> running"));
     // Reload into a child that never serves: each attempt is killed at startup_timeout.
     write_file(dir / "vigild.toml",
                daemon_table(dir) + fake_child_table(served(dir, {"--slow-start", "60000"})) +
-                   health_table(dir, {{"startup_timeout", "\"1s\""}}) + kFastRestart);
+                   health_table(dir, {{"startup_timeout", "\"1s\""}}) + no_rollback);
     v.process().signal(SIGHUP);
     REQUIRE(v.wait_log("not healthy within startup_timeout 1s (last: connection refused"));
     REQUIRE(v.wait_log("killed by SIGKILL"));

@@ -29,6 +29,13 @@ public:
         pending.erase(pending.begin());
         cb(HealthOutcome{r, {}});
     }
+    // Answers the unanswered probe at `i` (0 = the oldest), out of order.
+    void answer_at(std::size_t i, HealthResult r) {
+        REQUIRE(i < pending.size());
+        auto cb = std::move(pending[i]);
+        pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(i));
+        cb(HealthOutcome{r, {}});
+    }
     std::vector<Callback> pending;
     int resets = 0;
 };
@@ -217,4 +224,114 @@ TEST_CASE("supervisor: a reload that turns health off during dump_wait does not 
     REQUIRE(f.wait_probe());
     f.prober->answer(HealthResult::serving);
     CHECK(f.sup->state() == ChildState::running);
+}
+
+// Issue 10, target 5: probes go out every interval whether or not the last one answered,
+// each with its own deadline, so a hung child is killed within
+// timeout + (failure_threshold - 1) x interval.
+TEST_CASE("supervisor: a probe starts every interval while earlier ones are unanswered",
+          "[unit][supervisor][probe]") {
+    Fixture f;
+    f.config.health.timeout = 20s; // no deadline passes during the test
+    f.sup = std::make_unique<Supervisor>(f.io, f.reaper, f.config, [&] {
+        auto p = std::make_unique<FakeProber>();
+        f.prober = p.get();
+        return p;
+    }());
+    f.sup->start_initial();
+    REQUIRE(f.wait_probe());
+    f.prober->answer(HealthResult::serving);
+    REQUIRE(f.sup->state() == ChildState::running);
+    // Nobody answers: the next probes still start.
+    REQUIRE(f.run_until([&] { return f.prober->pending.size() >= 3; }));
+    CHECK(f.sup->state() == ChildState::running);
+    while (!f.prober->pending.empty())
+        f.prober->answer(HealthResult::serving);
+    CHECK(f.sup->state() == ChildState::running);
+    CHECK(f.sup->status().consecutive_health_failures == 0);
+}
+
+TEST_CASE("supervisor: an unanswered probe fails at its deadline, and a hung child is killed",
+          "[unit][supervisor][probe]") {
+    Fixture f;
+    f.config.health.timeout = 200ms;
+    f.sup = std::make_unique<Supervisor>(f.io, f.reaper, f.config, [&] {
+        auto p = std::make_unique<FakeProber>();
+        f.prober = p.get();
+        return p;
+    }());
+    f.sup->start_initial();
+    const pid_t pid = f.sup->child_pid();
+    REQUIRE(f.wait_probe());
+    f.prober->answer(HealthResult::serving);
+    REQUIRE(f.sup->state() == ChildState::running);
+    // The prober never answers again (a hung child whose calls never come back): the
+    // supervisor's own deadlines count the failures.
+    REQUIRE(f.run_until([&] { return f.sup->state() == ChildState::unhealthy; }));
+    CHECK(f.sup->status().last_health_result.find("deadline exceeded") != std::string::npos);
+    REQUIRE(f.run_until([&] { return f.sup->child_pid() != pid && f.sup->child_pid() != 0; }));
+    auto st = f.sup->status();
+    REQUIRE(st.last_exit.has_value());
+    CHECK(st.last_exit->kind == ExitStatus::Kind::signaled);
+    CHECK(st.last_exit->value == SIGKILL);
+}
+
+TEST_CASE("supervisor: late and out-of-order answers neither reset nor double-count",
+          "[unit][supervisor][probe]") {
+    Fixture f;
+    f.config.health.interval = 20ms;
+    f.config.health.timeout = 300ms;
+    f.config.health.failure_threshold = 1000; // count, never kill
+    f.sup = std::make_unique<Supervisor>(f.io, f.reaper, f.config, [&] {
+        auto p = std::make_unique<FakeProber>();
+        f.prober = p.get();
+        return p;
+    }());
+    f.sup->start_initial();
+    REQUIRE(f.wait_probe());
+    f.prober->answer(HealthResult::serving);
+    REQUIRE(f.sup->state() == ChildState::running);
+    // The oldest unanswered probe passes its deadline: one failure.
+    REQUIRE(f.run_until([&] { return f.sup->status().consecutive_health_failures >= 1; }));
+    REQUIRE(f.sup->state() == ChildState::unhealthy);
+    // Its answer comes late: SERVING, but stale, so the count stays.
+    const unsigned failures = f.sup->status().consecutive_health_failures;
+    f.prober->answer_at(0, HealthResult::serving);
+    CHECK(f.sup->state() == ChildState::unhealthy);
+    CHECK(f.sup->status().consecutive_health_failures == failures);
+    // Two newer probes are still within their deadlines; the newer answers first.
+    REQUIRE(f.run_until([&] { return f.prober->pending.size() >= 3; }));
+    const std::size_t n = f.prober->pending.size();
+    f.prober->answer_at(n - 1, HealthResult::serving);
+    CHECK(f.sup->state() == ChildState::running);
+    CHECK(f.sup->status().consecutive_health_failures == 0);
+    // The older one answers after it: stale, it counts nothing.
+    f.prober->answer_at(n - 2, HealthResult::not_serving);
+    CHECK(f.sup->state() == ChildState::running);
+    CHECK(f.sup->status().consecutive_health_failures == 0);
+}
+
+TEST_CASE("supervisor: a child stopped by a signal is probed at once",
+          "[unit][supervisor][probe]") {
+    Fixture f;
+    f.config.health.interval = std::chrono::hours(1); // no probe on the schedule
+    f.config.health.timeout = 20s;
+    f.sup = std::make_unique<Supervisor>(f.io, f.reaper, f.config, [&] {
+        auto p = std::make_unique<FakeProber>();
+        f.prober = p.get();
+        return p;
+    }());
+    f.sup->start_initial();
+    const pid_t pid = f.sup->child_pid();
+    REQUIRE(f.wait_probe());
+    f.prober->answer(HealthResult::serving);
+    REQUIRE(f.sup->state() == ChildState::running);
+    REQUIRE(f.prober->pending.empty());
+    // SIGCHLD (CLD_STOPPED) says the child can answer nothing: the hang's clock starts now,
+    // not at the next tick an hour away.
+    REQUIRE(::kill(pid, SIGSTOP) == 0);
+    REQUIRE(f.wait_probe());
+    CHECK(f.prober->pending.size() == 1);
+    CHECK(f.sup->child_pid() == pid); // stopped, not reaped
+    ::kill(pid, SIGCONT);
 }
