@@ -8,6 +8,7 @@
 #pragma once
 
 #include "vigil/config.hpp"
+#include "vigil/loop_lag.hpp"
 #include "vigil/restart_policy.hpp"
 
 #include <chrono>
@@ -68,6 +69,7 @@ struct StatusSnapshot {
     std::optional<SystemTime> held_since;
     std::optional<SystemTime> held_until;
     std::string hold_reason;
+    LoopLagSummary loop_lag; // how late the loop runs its timers
 };
 
 // One entry of the event stream. `seq` increases by one per event, from 1.

@@ -15,6 +15,7 @@
 #include "vigil/config.hpp"
 #include "vigil/control_backend.hpp"
 #include "vigil/health.hpp"
+#include "vigil/loop_lag.hpp"
 #include "vigil/operator_hold.hpp"
 #include "vigil/output_capture.hpp"
 #include "vigil/process.hpp"
@@ -96,6 +97,9 @@ public:
     bool child_adopted() const;
     unsigned restart_count() const { return restart_count_; }
     const Config& config() const { return config_; }
+    // The lateness of the loop's timers (see loop_lag.hpp): the supervisor's timers record
+    // into it, and so may the daemon's (the watchdog); status() reports it.
+    LoopLag& loop_lag() { return loop_lag_; }
 
 private:
     struct Child;
@@ -199,6 +203,7 @@ private:
     asio::steady_timer first_start_timer_;
     asio::steady_timer dump_timer_;
     asio::steady_timer hold_timer_;
+    LoopLag loop_lag_;
 };
 
 } // namespace vigil

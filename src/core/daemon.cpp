@@ -226,6 +226,7 @@ void Daemon::start_watchdog() {
     watchdog_timer_.async_wait([this](const boost::system::error_code& ec) {
         if (ec || finished_)
             return;
+        supervisor_.loop_lag().record(watchdog_timer_.expiry());
         start_watchdog();
     });
 }

@@ -610,6 +610,8 @@ void Supervisor::schedule_probe(Duration delay) {
     const unsigned gen = ++probe_timer_gen_;
     probe_timer_.expires_after(delay);
     probe_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
+        if (!ec)
+            loop_lag_.record(probe_timer_.expiry());
         if (ec || gen != probe_timer_gen_ || !child_ || !child_->kill_reason.empty())
             return;
         // Until the child first answers, each probe opens a fresh channel: a channel that
@@ -754,6 +756,8 @@ void Supervisor::enter_backoff(Duration delay, std::string reason) {
     const unsigned gen = generation_;
     backoff_timer_.expires_after(delay);
     backoff_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
+        if (!ec)
+            loop_lag_.record(backoff_timer_.expiry());
         if (ec || gen != generation_)
             return; // a queued handler of an earlier state
         on_backoff_expired();
@@ -988,6 +992,8 @@ void Supervisor::start_oom_follow() {
     const unsigned gen = ++oom_generation_;
     oom_timer_.expires_after(kOomFollowInterval);
     oom_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
+        if (!ec)
+            loop_lag_.record(oom_timer_.expiry());
         if (ec || gen != oom_generation_)
             return;
         on_oom_follow_tick();
@@ -1292,6 +1298,7 @@ StatusSnapshot Supervisor::status() const {
     s.child_args = child_ && !child_->argv.empty() ? child_->argv : child_argv();
     s.vigild_version = VIGIL_VERSION;
     s.vigild_pid = ::getpid();
+    s.loop_lag = loop_lag_.summary();
     s.output_mode = std::string(to_string(config_.child.output));
     // The user, directory and limits the child runs with: read back for a live child.
     s.child_working_directory = config_.child.working_directory;
