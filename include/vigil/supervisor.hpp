@@ -14,6 +14,7 @@
 #include "vigil/asio.hpp"
 #include "vigil/config.hpp"
 #include "vigil/control_backend.hpp"
+#include "vigil/exec_env.hpp"
 #include "vigil/health.hpp"
 #include "vigil/loop_lag.hpp"
 #include "vigil/operator_hold.hpp"
@@ -204,6 +205,11 @@ private:
     asio::steady_timer dump_timer_;
     asio::steady_timer hold_timer_;
     LoopLag loop_lag_;
+    // [child] user and groups, resolved when the configuration is loaded or reloaded
+    // (resolve_identity), never per start: a name service may block the loop.
+    std::optional<ChildIdentity> identity_;
+    std::string identity_error_; // why identity_ is empty: each start fails with it
+    void resolve_identity();
 };
 
 } // namespace vigil

@@ -129,6 +129,22 @@ Supervisor::Supervisor(asio::io_context& io, Reaper& reaper, Config config,
       first_start_timer_(io), dump_timer_(io), hold_timer_(io) {
     if (!prober_ && config_.health.kind == HealthKind::grpc)
         prober_ = std::make_unique<GrpcHealthProber>(io_, config_.health);
+    resolve_identity();
+    (void)own_user(); // looked up now, not on the loop at the first spawn
+}
+
+void Supervisor::resolve_identity() {
+    auto id = resolve_child_identity(config_.child);
+    if (id) {
+        identity_ = std::move(*id);
+        identity_error_.clear();
+        return;
+    }
+    identity_.reset();
+    identity_error_ = id.error().message();
+    log::warn("the child's user or group cannot be resolved: {} (every start fails until a "
+              "reload resolves it)",
+              identity_error_);
 }
 
 Supervisor::~Supervisor() {
@@ -399,8 +415,10 @@ Status Supervisor::write_child_config() {
     if (file.empty())
         return ok_status();
     // config_file is a plain name (the loader checks it): it lives in state_dir. A file that
-    // already holds exactly this text (mode 0600, not a symlink) is left alone: the fsyncs
-    // of a rewrite would only delay the restart.
+    // already holds exactly this text (mode 0600, not a symlink) is left alone. A rewrite is
+    // not fsynced (it would block the loop for milliseconds, up to seconds on a busy disk):
+    // the file is derived from vigild's config and checked before every start, so one that a
+    // machine crash lost or truncated is rewritten before any child reads it.
     const std::string text = format_toml(config_.child.config);
     const std::string path = config_.daemon.state_dir + "/" + file;
     struct stat st;
@@ -409,7 +427,7 @@ Status Supervisor::write_child_config() {
         if (auto current = read_file_nofollow(path); current && *current == text)
             return ok_status();
     }
-    return atomic_write_file(config_.daemon.state_dir, file, text, 0600);
+    return atomic_write_file(config_.daemon.state_dir, file, text, 0600, Durability::process_crash);
 }
 
 std::vector<std::string> Supervisor::child_argv() const {
@@ -450,9 +468,16 @@ void Supervisor::enter_starting_fresh(std::string reason) {
     // Normally a no-op: the record naming this spawn's token was written after the last
     // spawn (or at a reload that changed the binary), off the restart's path.
     (void)prepare_next_spawn();
-    // Users, groups and env files are looked up at each start, so an edit applies at the
-    // next one; what fails is a failed start like an exec failure.
-    auto exec_env = prepare_exec_env(config_.child);
+    // Users and groups were resolved when the configuration was loaded (a reload resolves
+    // them again); env files are read at each start, so an edit applies at the next one.
+    // What fails is a failed start like an exec failure.
+    if (!identity_) {
+        fail_start(fmt::format("failed to prepare the environment of {}: {} (resolved when the "
+                               "configuration was loaded; fix it and reload)",
+                               config_.child.binary, identity_error_));
+        return;
+    }
+    auto exec_env = prepare_exec_env(config_.child, *identity_);
     if (!exec_env) {
         fail_start(fmt::format("failed to prepare the environment of {}: {}", config_.child.binary,
                                exec_env.error().message()));
@@ -1061,6 +1086,7 @@ bool Supervisor::reload(const Config& next_in) {
     const bool oom_changed = config_.child.oom_score_adj != next.child.oom_score_adj;
     const bool probe_changed = health_changed(config_.health, next.health);
     config_ = std::move(next);
+    resolve_identity(); // names may point elsewhere now, even with the same config
     if (probe_changed) {
         if (config_.health.kind == HealthKind::grpc) {
             if (auto* g = dynamic_cast<GrpcHealthProber*>(prober_.get()))
