@@ -3,14 +3,14 @@
 //   vigil-loop-lag VIGILD [--child PATH] [--seconds N] [--clients N] [--log-level L]
 //                  [--dir BASE] [--json]
 //
-// Runs VIGILD on a temp state dir with a child that exits at once (default /bin/true),
-// health checks off and the shortest back-off (backoff_initial = backoff_max = 1ms, no start
-// limit),
-// so the child is restarted as fast as vigild can. Meanwhile N clients (default 8), each
-// on its own connection, call GetStatus back to back. Prints the restart rate, the loop
-// lag vigild reports (StatusReply.loop_lag: the lateness of its own timers) and the
-// GetStatus latency seen by the clients (p50/p99/max). Every wait is bounded; vigild is
-// ended by its pid.
+// Runs VIGILD on a temp state dir under BASE (default /tmp; /dev/shm for a tmpfs, as
+// /run/vigil is on most systems) with a child that exits at once (default /bin/true),
+// health checks off and the shortest back-off (backoff_initial = backoff_max = 1ms, no
+// start limit), so the child is restarted as fast as vigild can. Meanwhile N clients (default 8),
+// each on its own connection, call GetStatus back to back. Prints the restart rate, the loop lag
+// vigild reports (StatusReply.loop_lag: the lateness of its own timers) and the GetStatus latency
+// seen by the clients (p50/p99/max). Every wait is bounded; vigild is ended by its pid. If vigild
+// exits early, its log stays in the temp dir (the path is printed).
 #include "vigil/v1/supervisor.grpc.pb.h"
 
 #include <grpcpp/grpcpp.h>
