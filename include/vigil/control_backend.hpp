@@ -8,6 +8,7 @@
 #pragma once
 
 #include "vigil/config.hpp"
+#include "vigil/loop_lag.hpp"
 #include "vigil/restart_policy.hpp"
 
 #include <chrono>
@@ -71,6 +72,7 @@ struct StatusSnapshot {
     // The last rollback of a reload ([restart] rollback): why ("" if none), and when.
     std::string rollback;
     std::optional<SystemTime> rolled_back_at;
+    LoopLagSummary loop_lag; // how late the loop runs its timers
 };
 
 // One entry of the event stream. `seq` increases by one per event, from 1.

@@ -61,6 +61,12 @@ public:
     // starts serving (grpc.health.v1 for vigild itself included). A path that exists and is
     // not a socket is an error, never removed.
     Status start();
+    // start() in two steps, so vigild can spawn its child between them: listen() does all
+    // that can fail for a reason the operator must fix (path, stale socket, bind, mode,
+    // group, listen) and is cheap; serve() starts gRPC (its threads) and accepting.
+    // Connections that come in between wait in the listen backlog.
+    Status listen();
+    Status serve();
 
     // Before start(): use these limits instead of ConnectionLimits::from_fd_limit(the soft
     // RLIMIT_NOFILE, the fds open at start()). For tests.
@@ -97,7 +103,9 @@ private:
     asio::steady_timer retry_timer_;
     std::optional<ConnectionLimits> limits_override_;
     std::unique_ptr<ControlConnections> conns_;
-    UniqueFd spare_fd_; // /dev/null, given up for a moment to shed a connection at EMFILE
+    UniqueFd spare_fd_;  // /dev/null, given up for a moment to shed a connection at EMFILE
+    UniqueFd listen_fd_; // between listen() and serve()
+    std::optional<gid_t> socket_gid_;
     // Handlers queued in the loop hold a weak_ptr to this: expired means `this` is gone.
     std::shared_ptr<int> alive_;
     dev_t socket_dev_ = 0;

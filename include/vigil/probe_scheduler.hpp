@@ -16,6 +16,7 @@
 #include "vigil/asio.hpp"
 #include "vigil/config.hpp"
 #include "vigil/health.hpp"
+#include "vigil/loop_lag.hpp"
 #include "vigil/socket_watch.hpp"
 
 #include <chrono>
@@ -119,6 +120,8 @@ public:
     // Sees every call as it returns, stale or not, with how long it took (the metrics).
     using Observer = std::function<void(const HealthOutcome&, Duration)>;
     void set_observer(Observer o) { observer_ = std::move(o); }
+    // Where the probe timer records its lateness (the loop-lag figure); may be null.
+    void set_loop_lag(LoopLag* lag) { lag_ = lag; }
     // A probe now (the socket appeared, or the child was stopped by a signal): starting,
     // the fast schedule starts over; running, the interval is counted from now.
     void probe_now();
@@ -148,6 +151,7 @@ private:
     Phase phase_ = Phase::starting;
     ProbeLedger ledger_{Duration{3000}, 1};
     Observer observer_;
+    LoopLag* lag_ = nullptr;
     Duration starting_delay_{};
     bool channel_used_ = false; // starting: the prober's channel saw a probe already
     // Queued timer handlers cannot be recalled by cancel(): each checks the generation it

@@ -14,7 +14,9 @@
 #include "vigil/asio.hpp"
 #include "vigil/config.hpp"
 #include "vigil/control_backend.hpp"
+#include "vigil/exec_env.hpp"
 #include "vigil/health.hpp"
+#include "vigil/loop_lag.hpp"
 #include "vigil/oom_kill.hpp"
 #include "vigil/operator_hold.hpp"
 #include "vigil/output_capture.hpp"
@@ -103,6 +105,9 @@ public:
     const Config& config() const { return config_; }
     // The configuration the last rollback turned away, if any.
     const std::optional<Config>& rejected_config() const { return rejected_; }
+    // The lateness of the loop's timers (see loop_lag.hpp): the supervisor's timers record
+    // into it, and so may the daemon's (the watchdog); status() reports it.
+    LoopLag& loop_lag() { return loop_lag_; }
 
 private:
     struct Child;
@@ -213,6 +218,12 @@ private:
     asio::steady_timer dump_timer_;
     asio::steady_timer hold_timer_;
     asio::steady_timer oom_kill_timer_; // a second look at the kernel log after a SIGKILL
+    LoopLag loop_lag_;
+    // [child] user and groups, resolved when the configuration is loaded or reloaded
+    // (resolve_identity), never per start: a name service may block the loop.
+    std::optional<ChildIdentity> identity_;
+    std::string identity_error_; // why identity_ is empty: each start fails with it
+    void resolve_identity();
     // Declared last, destroyed first: it holds a pointer to prober_.
     ProbeScheduler probes_;
 };

@@ -173,6 +173,14 @@ v1::StatusReply to_proto(const StatusSnapshot& s) {
     auto& daemon = *out.mutable_vigild();
     daemon.set_version(s.vigild_version);
     daemon.set_pid(s.vigild_pid);
+
+    auto& lag = *out.mutable_loop_lag();
+    lag.set_samples(s.loop_lag.samples);
+    lag.set_window(s.loop_lag.window);
+    lag.set_p50_us(s.loop_lag.p50_us);
+    lag.set_p99_us(s.loop_lag.p99_us);
+    lag.set_max_us(s.loop_lag.max_us);
+    lag.set_max_ever_us(s.loop_lag.max_ever_us);
     return out;
 }
 

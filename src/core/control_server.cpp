@@ -1002,6 +1002,8 @@ ControlServer::~ControlServer() {
         stop_accepting();
         core_->close();
         core_->shutdown_servers(std::chrono::system_clock::now() + kShutdownGrace);
+    } else if (listen_fd_.valid() && !shutdown_started_) {
+        stop_accepting(); // listen() without serve(): the socket file is ours to remove
     }
     if (shutdown_thread_.joinable())
         shutdown_thread_.join();
@@ -1018,7 +1020,13 @@ std::size_t ControlServer::stream_count() const {
 }
 
 Status ControlServer::start() {
-    if (core_->server != nullptr || shutdown_started_)
+    if (auto st = listen(); !st)
+        return st;
+    return serve();
+}
+
+Status ControlServer::listen() {
+    if (core_->server != nullptr || listen_fd_.valid() || shutdown_started_)
         return make_error(EALREADY, "control server already started");
     const std::string& path = opts_.socket_path;
     if (auto st = check_socket_path(path); !st)
@@ -1080,7 +1088,22 @@ Status ControlServer::start() {
     socket_ino_ = st.st_ino;
     if (::listen(fd.get(), kListenBacklog) != 0)
         return fail(errno, fmt::format("failed to listen on control socket {}", path));
+    listen_fd_ = std::move(fd);
+    socket_gid_ = gid;
+    return ok_status();
+}
 
+Status ControlServer::serve() {
+    if (!listen_fd_.valid() || core_->server != nullptr || shutdown_started_)
+        return make_error(EINVAL, "control server: serve() needs a successful listen() first");
+    const std::string& path = opts_.socket_path;
+    const std::optional<gid_t> gid = socket_gid_;
+    UniqueFd fd = std::move(listen_fd_);
+    auto fail = [&](int err, std::string what) -> Status {
+        ::unlink(path.c_str());
+        socket_ino_ = 0;
+        return make_error(err, std::move(what));
+    };
     // The spare fd is open before the count, so the limits leave room for it.
     spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
     struct rlimit nofile {};

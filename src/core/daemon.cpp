@@ -97,12 +97,14 @@ int Daemon::run() {
         log::info("metrics at http://{}/metrics", config_.metrics.listen);
 
     // The socket is created while the lock is held, so a stale socket can only be a dead
-    // vigild's and is safe to remove.
+    // vigild's and is safe to remove. Only the cheap part that can fail for the operator to
+    // fix (bind, mode, group, listen) comes before the spawn: a bad socket exits 73 having
+    // started nothing.
     control_ = std::make_unique<ControlServer>(
         io_, *this,
         ControlServerOptions{config_.daemon.control_socket, config_.daemon.control_socket_mode,
                              config_.daemon.control_socket_group, config_.daemon.allowed_uids});
-    if (auto st = control_->start(); !st) {
+    if (auto st = control_->listen(); !st) {
         log::error("failed to serve the control socket: {}", st.error().message());
         control_.reset();
         return kExitCantCreate;
@@ -117,16 +119,26 @@ int Daemon::run() {
     supervisor_.set_fatal_handler([this](int code, const std::string& reason) {
         log::error("the child never came up: {}; vigild exits {}", reason, code);
         exit_code_ = code;
-        begin_shutdown(false);
+        // From the loop: the first start may call this before the control server serves.
+        asio::post(io_, [this] { begin_shutdown(false); });
     });
     supervisor_.set_state_observer([this](const StateChange& c) { on_state_change(c); });
     supervisor_.set_event_sink([this](Event e) { publish(std::move(e)); });
     supervisor_.set_probe_observer(
         [this](const HealthOutcome& o, Duration took) { metrics_.observe_health(o, took); });
-    start_watchdog();
     log::info("vigild {} (pid {}) supervising {} in {}", VIGIL_VERSION, ::getpid(),
               config_.child.binary, state_dir);
-    asio::post(io_, [this] { supervisor_.start_initial(); });
+    // The child first (after the lock and adoption, which start_initial does before any
+    // spawn): it needs nothing of what follows. gRPC's threads, the control server and the
+    // watchdog come up while the child starts.
+    supervisor_.start_initial();
+    if (auto st = control_->serve(); !st) {
+        log::error("failed to serve the control socket: {}", st.error().message());
+        control_.reset();
+        exit_code_ = kExitCantCreate;
+        begin_shutdown(false); // stops the child just started
+    }
+    start_watchdog();
     io_.run();
     return exit_code_;
 }
@@ -244,6 +256,7 @@ void Daemon::start_watchdog() {
     watchdog_timer_.async_wait([this](const boost::system::error_code& ec) {
         if (ec || finished_)
             return;
+        supervisor_.loop_lag().record(watchdog_timer_.expiry());
         start_watchdog();
     });
 }

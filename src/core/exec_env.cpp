@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <grp.h>
@@ -32,12 +33,19 @@ bool scrubbed(std::string_view name) {
            name.starts_with("WATCHDOG_") || name == "VIGIL_SPAWN_TOKEN";
 }
 
+std::atomic<std::uint64_t> g_name_lookups{0};
+
 } // namespace
+
+std::uint64_t name_lookup_count() {
+    return g_name_lookups.load(std::memory_order_relaxed);
+}
 
 Result<UserInfo> lookup_user(const std::string& spec) {
     std::vector<char> buf(kLookupBuffer);
     struct passwd pw, *found = nullptr;
     int rc;
+    g_name_lookups.fetch_add(1, std::memory_order_relaxed);
     if (auto uid = as_number<uid_t>(spec))
         rc = ::getpwuid_r(*uid, &pw, buf.data(), buf.size(), &found);
     else
@@ -58,6 +66,7 @@ Result<gid_t> lookup_group(const std::string& spec) {
         return *gid;
     std::vector<char> buf(kLookupBuffer);
     struct group gr, *found = nullptr;
+    g_name_lookups.fetch_add(1, std::memory_order_relaxed);
     int rc = ::getgrnam_r(spec.c_str(), &gr, buf.data(), buf.size(), &found);
     if (rc != 0)
         return make_error(rc, fmt::format("failed to look up group {}", spec));
@@ -73,6 +82,7 @@ Result<std::vector<gid_t>> user_groups(const UserInfo& user, gid_t primary) {
     for (;;) {
         std::vector<gid_t> groups(static_cast<size_t>(count));
         int n = count;
+        g_name_lookups.fetch_add(1, std::memory_order_relaxed);
         if (::getgrouplist(user.name.c_str(), primary, groups.data(), &n) >= 0) {
             groups.resize(static_cast<size_t>(n));
             return groups;
@@ -83,14 +93,13 @@ Result<std::vector<gid_t>> user_groups(const UserInfo& user, gid_t primary) {
     }
 }
 
-Result<ExecEnv> prepare_exec_env(const ChildConfig& c) {
-    ExecEnv out;
-    std::optional<UserInfo> user;
+Result<ChildIdentity> resolve_child_identity(const ChildConfig& c) {
+    ChildIdentity out;
     if (!c.user.empty()) {
         auto u = lookup_user(c.user);
         if (!u)
             return u.error();
-        user = *u;
+        out.user = *u;
         out.uid = u->uid;
         out.gid = u->gid;
         out.user_name =
@@ -111,15 +120,32 @@ Result<ExecEnv> prepare_exec_env(const ChildConfig& c) {
             groups.push_back(*g);
         }
         out.groups = std::move(groups);
-    } else if (user) {
+    } else if (out.user) {
         // As initgroups(3) with the primary group in effect (systemd's User= + Group=).
-        auto groups = user_groups(*user, *out.gid);
+        auto groups = user_groups(*out.user, *out.gid);
         if (!groups)
             return groups.error();
         out.groups = std::move(*groups);
     } else if (out.gid) {
         out.groups = std::vector<gid_t>{}; // group alone: drop vigild's supplementary groups
     }
+    return out;
+}
+
+Result<ExecEnv> prepare_exec_env(const ChildConfig& c) {
+    auto identity = resolve_child_identity(c);
+    if (!identity)
+        return identity.error();
+    return prepare_exec_env(c, *identity);
+}
+
+Result<ExecEnv> prepare_exec_env(const ChildConfig& c, const ChildIdentity& identity) {
+    ExecEnv out;
+    const std::optional<UserInfo>& user = identity.user;
+    out.uid = identity.uid;
+    out.gid = identity.gid;
+    out.groups = identity.groups;
+    out.user_name = identity.user_name;
     out.limits = c.limits;
     out.working_directory = c.working_directory;
     out.umask = c.umask;

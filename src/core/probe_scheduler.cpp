@@ -132,6 +132,8 @@ void ProbeScheduler::arm_tick(Duration delay) {
     const unsigned gen = ++tick_gen_;
     tick_timer_.expires_after(delay);
     tick_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
+        if (!ec && lag_ != nullptr)
+            lag_->record(tick_timer_.expiry());
         // A handler already queued when the timer was re-armed or cancelled: stale.
         if (ec || gen != tick_gen_)
             return;

@@ -134,6 +134,23 @@ Supervisor::Supervisor(asio::io_context& io, Reaper& reaper, Config config,
         log::info("{}: a kill by the kernel's OOM killer will show as a plain SIGKILL (vigild "
                   "needs CAP_SYSLOG, or kernel.dmesg_restrict = 0)",
                   st.error().message());
+    probes_.set_loop_lag(&loop_lag_);
+    resolve_identity();
+    (void)own_user(); // looked up now, not on the loop at the first spawn
+}
+
+void Supervisor::resolve_identity() {
+    auto id = resolve_child_identity(config_.child);
+    if (id) {
+        identity_ = std::move(*id);
+        identity_error_.clear();
+        return;
+    }
+    identity_.reset();
+    identity_error_ = id.error().message();
+    log::warn("the child's user or group cannot be resolved: {} (every start fails until a "
+              "reload resolves it)",
+              identity_error_);
 }
 
 Supervisor::~Supervisor() {
@@ -402,8 +419,10 @@ Status Supervisor::write_child_config() {
     if (file.empty())
         return ok_status();
     // config_file is a plain name (the loader checks it): it lives in state_dir. A file that
-    // already holds exactly this text (mode 0600, not a symlink) is left alone: the fsyncs
-    // of a rewrite would only delay the restart.
+    // already holds exactly this text (mode 0600, not a symlink) is left alone. A rewrite is
+    // not fsynced (it would block the loop for milliseconds, up to seconds on a busy disk):
+    // the file is derived from vigild's config and checked before every start, so one that a
+    // machine crash lost or truncated is rewritten before any child reads it.
     const std::string text = format_toml(config_.child.config);
     const std::string path = config_.daemon.state_dir + "/" + file;
     struct stat st;
@@ -412,7 +431,7 @@ Status Supervisor::write_child_config() {
         if (auto current = read_file_nofollow(path); current && *current == text)
             return ok_status();
     }
-    return atomic_write_file(config_.daemon.state_dir, file, text, 0600);
+    return atomic_write_file(config_.daemon.state_dir, file, text, 0600, Durability::process_crash);
 }
 
 std::vector<std::string> Supervisor::child_argv() const {
@@ -457,9 +476,16 @@ void Supervisor::enter_starting_fresh(std::string reason) {
     // Normally a no-op: the record naming this spawn's token was written after the last
     // spawn (or at a reload that changed the binary), off the restart's path.
     (void)prepare_next_spawn();
-    // Users, groups and env files are looked up at each start, so an edit applies at the
-    // next one; what fails is a failed start like an exec failure.
-    auto exec_env = prepare_exec_env(config_.child);
+    // Users and groups were resolved when the configuration was loaded (a reload resolves
+    // them again); env files are read at each start, so an edit applies at the next one.
+    // What fails is a failed start like an exec failure.
+    if (!identity_) {
+        fail_start(fmt::format("failed to prepare the environment of {}: {} (resolved when the "
+                               "configuration was loaded; fix it and reload)",
+                               config_.child.binary, identity_error_));
+        return;
+    }
+    auto exec_env = prepare_exec_env(config_.child, *identity_);
     if (!exec_env) {
         fail_start(fmt::format("failed to prepare the environment of {}: {}", config_.child.binary,
                                exec_env.error().message()));
@@ -741,6 +767,8 @@ void Supervisor::enter_backoff(Duration delay, std::string reason) {
     const unsigned gen = generation_;
     backoff_timer_.expires_after(delay);
     backoff_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
+        if (!ec)
+            loop_lag_.record(backoff_timer_.expiry());
         if (ec || gen != generation_)
             return; // a queued handler of an earlier state
         on_backoff_expired();
@@ -1017,6 +1045,8 @@ void Supervisor::start_oom_follow() {
     const unsigned gen = ++oom_generation_;
     oom_timer_.expires_after(kOomFollowInterval);
     oom_timer_.async_wait([this, gen](const boost::system::error_code& ec) {
+        if (!ec)
+            loop_lag_.record(oom_timer_.expiry());
         if (ec || gen != oom_generation_)
             return;
         on_oom_follow_tick();
@@ -1091,6 +1121,7 @@ bool Supervisor::reload(const Config& next_in) {
              (state_ == ChildState::running || state_ == ChildState::unhealthy))
         rollback_to_ = config_;
     config_ = std::move(next);
+    resolve_identity(); // names may point elsewhere now, even with the same config
     if (probe_changed) {
         if (config_.health.kind == HealthKind::grpc) {
             if (auto* g = dynamic_cast<GrpcHealthProber*>(prober_.get()))
@@ -1163,6 +1194,7 @@ bool Supervisor::roll_back(const std::string& why) {
     rejected_ = config_;
     const bool probe_changed = health_changed(config_.health, previous.health);
     config_ = std::move(previous);
+    resolve_identity();
     if (probe_changed && config_.health.kind == HealthKind::grpc) {
         if (auto* g = dynamic_cast<GrpcHealthProber*>(prober_.get()))
             g->configure(config_.health);
@@ -1358,6 +1390,7 @@ StatusSnapshot Supervisor::status() const {
     s.child_args = child_ && !child_->argv.empty() ? child_->argv : child_argv();
     s.vigild_version = VIGIL_VERSION;
     s.vigild_pid = ::getpid();
+    s.loop_lag = loop_lag_.summary();
     s.output_mode = std::string(to_string(config_.child.output));
     // The user, directory and limits the child runs with: read back for a live child.
     s.child_working_directory = config_.child.working_directory;
