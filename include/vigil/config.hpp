@@ -137,12 +137,19 @@ struct MetricsConfig {
     std::string listen;
 };
 
+struct IncidentsConfig {
+    // Where incident reports go ("" = none); ${state_dir}/${root_dir} are expanded.
+    std::string dir = "${root_dir}/incidents";
+    int keep = 20; // the newest reports kept
+};
+
 struct Config {
     DaemonConfig daemon;
     ChildConfig child;
     HealthConfig health;
     RestartConfig restart;
     MetricsConfig metrics;
+    IncidentsConfig incidents;
     std::string source = "(defaults)"; // the file it came from, for messages
 
     Config(); // fills child.config with containerd's default config

@@ -72,6 +72,9 @@ struct StatusSnapshot {
     // The last rollback of a reload ([restart] rollback): why ("" if none), and when.
     std::string rollback;
     std::optional<SystemTime> rolled_back_at;
+    // The newest incident report ([incidents]): its id and reason; "" if none.
+    std::string latest_incident;
+    std::string latest_incident_reason;
     LoopLagSummary loop_lag; // how late the loop runs its timers
 };
 
@@ -123,6 +126,13 @@ public:
     virtual std::optional<ConfigText> rejected_config() = 0;
     // The metrics in the Prometheus text format, as [metrics] listen serves them.
     virtual std::string metrics_text() = 0;
+    // Incident reports, newest first: id, kind ("hang" | "death"), reason.
+    struct IncidentEntry {
+        std::string id, kind, reason;
+    };
+    virtual std::vector<IncidentEntry> incidents() = 0;
+    // One report's text, or why not (no such id: the message says so).
+    virtual std::optional<std::string> incident(const std::string& id, std::string& why_not) = 0;
     // stopped | failed -> start; anything else -> failed_precondition.
     virtual void start(Reply reply) = 0;
     // What a Stop asks for: `timeout` overrides stop_timeout for this stop; the child then

@@ -43,6 +43,7 @@ enum class Command {
     health,
     config,
     metrics,
+    incidents,
     help,
     version
 };
@@ -62,6 +63,7 @@ struct Options {
     bool leave_running = false; // shutdown --leave-running
     std::string help_topic;     // help COMMAND, COMMAND --help
     bool rejected = false;      // config --rejected
+    std::string incident;       // incidents ID
 };
 
 struct UsageError {

@@ -58,6 +58,8 @@ public:
     ConfigText effective_config() override;
     std::optional<ConfigText> rejected_config() override;
     std::string metrics_text() override;
+    std::vector<IncidentEntry> incidents() override;
+    std::optional<std::string> incident(const std::string& id, std::string& why_not) override;
     void unsubscribe_events(Subscription s) override;
     std::vector<LogLine> log_lines() override;
     Subscription subscribe_logs(std::function<void(const LogLine&)> cb) override;

@@ -57,6 +57,7 @@ public:
     void close_all();       // vigild is exiting: stop reading
 
     std::vector<LogLine> lines() const { return {lines_.begin(), lines_.end()}; }
+    std::uint64_t next_seq() const { return next_seq_; } // the next line's seq
     std::uint64_t subscribe(Subscriber s);
     void unsubscribe(std::uint64_t id);
 

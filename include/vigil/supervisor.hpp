@@ -16,6 +16,7 @@
 #include "vigil/control_backend.hpp"
 #include "vigil/exec_env.hpp"
 #include "vigil/health.hpp"
+#include "vigil/incident.hpp"
 #include "vigil/loop_lag.hpp"
 #include "vigil/oom_kill.hpp"
 #include "vigil/operator_hold.hpp"
@@ -28,6 +29,7 @@
 #include "vigil/unique_fd.hpp"
 
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -65,7 +67,9 @@ public:
     void set_event_sink(EventSink s) { events_ = std::move(s); }
     // Every health check's outcome and how long it took (for the metrics).
     using ProbeObserver = std::function<void(const HealthOutcome&, Duration)>;
-    void set_probe_observer(ProbeObserver o) { probes_.set_observer(std::move(o)); }
+    void set_probe_observer(ProbeObserver o) { probe_observer_ = std::move(o); }
+    // Incident reports ([incidents]): the newest first, and one's text.
+    const IncidentStore& incidents() const { return incidents_; }
     void set_fatal_handler(FatalHandler h) { fatal_ = std::move(h); }
 
     // vigild's start: adopt the recorded child if it is provably ours, else spawn one. The
@@ -171,6 +175,24 @@ private:
     // [restart] rollback: the configuration before a reload that changed the child, kept
     // until the new child is healthy; the one a rollback turned away, and why.
     std::optional<Config> rollback_to_;
+    // Incident reports: the last checks, the incident being gathered (a hang kill waits
+    // for the death it causes: one incident, one report) and the store.
+    ProbeObserver probe_observer_;
+    std::deque<ProbeRecord> recent_probes_;
+    std::optional<Incident> open_incident_;
+    std::uint64_t incident_output_from_ = 0;
+    IncidentStore incidents_;
+    struct PendingIncident {
+        Incident incident;
+        std::uint64_t output_from;
+        Clock::time_point due;
+    };
+    std::deque<PendingIncident> pending_incidents_;
+    void open_incident(std::string kind, std::string reason);
+    void close_incident(const ExitStatus& status, std::string reason);
+    void arm_incident_timer();
+    void flush_incidents(bool all);
+    void write_incident(Incident in, std::uint64_t output_from);
     std::optional<Config> rejected_;
     std::string rollback_note_;
     std::optional<SystemTime> rollback_at_;
@@ -218,6 +240,7 @@ private:
     asio::steady_timer dump_timer_;
     asio::steady_timer hold_timer_;
     asio::steady_timer oom_kill_timer_; // a second look at the kernel log after a SIGKILL
+    asio::steady_timer incident_timer_; // the next pending incident report is due
     LoopLag loop_lag_;
     // [child] user and groups, resolved when the configuration is loaded or reloaded
     // (resolve_identity), never per start: a name service may block the loop.

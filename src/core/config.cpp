@@ -967,11 +967,19 @@ void read_metrics(const Section& s, MetricsConfig& m) {
             s.fail("listen", *what);
 }
 
+void read_incidents(const Section& s, IncidentsConfig& i) {
+    s.allow_only({"dir", "keep"});
+    s.read("dir", i.dir, vars, kMaxPathLength);
+    s.read("keep", i.keep, 1);
+    if (i.keep > 10000)
+        s.fail("keep", fmt::format("must be at most 10000, got {}", i.keep));
+}
+
 Config read_config(const toml::table& root, std::string_view source) {
     Config config;
     config.source = std::string(source);
     Section top(source, root, "");
-    top.allow_only({"daemon", "child", "health", "restart", "metrics"});
+    top.allow_only({"daemon", "child", "health", "restart", "metrics", "incidents"});
     if (auto s = top.sub("daemon"))
         read_daemon(*s, config.daemon);
     if (auto s = top.sub("child"))
@@ -982,6 +990,8 @@ Config read_config(const toml::table& root, std::string_view source) {
         read_restart(*s, config.restart);
     if (auto s = top.sub("metrics"))
         read_metrics(*s, config.metrics);
+    if (auto s = top.sub("incidents"))
+        read_incidents(*s, config.incidents);
     return config;
 }
 
@@ -1424,6 +1434,7 @@ void expand_config(Config& config) {
     const DaemonConfig& d = config.daemon;
     config.daemon.control_socket = expand(config.daemon.control_socket, d);
     config.health.address = expand(config.health.address, d);
+    config.incidents.dir = expand(config.incidents.dir, d);
     for (auto& arg : config.child.args)
         arg = expand(arg, d);
     expand_tree(config.child.config, d);
@@ -1503,6 +1514,13 @@ std::optional<ConfigError> check_expanded_config(const Config& c, std::string_vi
     if (c.daemon.control_socket.size() > kMaxPathLength)
         return error("daemon.control_socket",
                      too_long(c.daemon.control_socket.size(), kMaxPathLength));
+    if (c.incidents.dir.size() > kMaxPathLength)
+        return error("incidents.dir", too_long(c.incidents.dir.size(), kMaxPathLength));
+    if (!c.incidents.dir.empty() && c.incidents.dir.front() != '/')
+        return error("incidents.dir",
+                     fmt::format("{} is not an absolute path (after ${{root_dir}} and "
+                                 "${{state_dir}} are expanded)",
+                                 shown(c.incidents.dir)));
     for (size_t i = 0; i < c.child.args.size(); ++i)
         if (c.child.args[i].size() > kMaxArgLength)
             return error(fmt::format("child.args[{}]", i),
@@ -1598,6 +1616,10 @@ std::string to_toml(const Config& c) {
 
     out += "\n[metrics]\n";
     line("listen", quote(c.metrics.listen));
+
+    out += "\n[incidents]\n";
+    line("dir", quote(c.incidents.dir));
+    line("keep", std::to_string(c.incidents.keep));
     return out;
 }
 

@@ -141,6 +141,8 @@ v1::StatusReply to_proto(const StatusSnapshot& s) {
     hold.set_reason(valid_utf8(s.hold_reason));
     out.set_rollback(valid_utf8(s.rollback));
     out.set_rolled_back_at(format_rfc3339(s.rolled_back_at));
+    out.set_latest_incident(valid_utf8(s.latest_incident));
+    out.set_latest_incident_reason(valid_utf8(s.latest_incident_reason));
     out.set_pid(s.pid);
     out.set_adopted(s.adopted);
     out.set_started_at(format_rfc3339(s.started_at));

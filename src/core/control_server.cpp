@@ -735,6 +735,33 @@ public:
         });
     }
 
+    grpc::ServerUnaryReactor* GetIncidents(grpc::CallbackServerContext* ctx,
+                                           const v1::IncidentsRequest* req,
+                                           v1::IncidentsReply* resp) override {
+        if (req->id().size() > 64)
+            return reject(ctx, invalid("an incident id has at most 64 characters"));
+        return unary(ctx, [resp, id = req->id()](const PendingCall& call) {
+            if (!id.empty()) {
+                std::string why;
+                auto text = call.backend().incident(id, why);
+                if (!text) {
+                    call.finish(grpc::Status(grpc::StatusCode::NOT_FOUND, valid_utf8(why)));
+                    return;
+                }
+                call.finish(grpc::Status::OK, [&] { resp->set_report(valid_utf8(*text)); });
+                return;
+            }
+            call.finish(grpc::Status::OK, [&] {
+                for (const auto& e : call.backend().incidents()) {
+                    auto* s = resp->add_incidents();
+                    s->set_id(valid_utf8(e.id));
+                    s->set_kind(valid_utf8(e.kind));
+                    s->set_reason(valid_utf8(e.reason));
+                }
+            });
+        });
+    }
+
     grpc::ServerUnaryReactor* GetMetrics(grpc::CallbackServerContext* ctx,
                                          const v1::GetMetricsRequest*,
                                          v1::MetricsReply* resp) override {

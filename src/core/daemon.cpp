@@ -356,6 +356,24 @@ std::optional<ControlBackend::ConfigText> Daemon::rejected_config() {
     return ConfigText{r->source, to_toml(*r)};
 }
 
+std::vector<ControlBackend::IncidentEntry> Daemon::incidents() {
+    std::vector<IncidentEntry> out;
+    for (const auto& s : supervisor_.incidents().list())
+        out.push_back(IncidentEntry{s.id, s.kind, s.reason});
+    return out;
+}
+
+std::optional<std::string> Daemon::incident(const std::string& id, std::string& why_not) {
+    auto text = supervisor_.incidents().read(id);
+    if (!text) {
+        why_not = text.error().code == std::errc::no_such_file_or_directory
+                      ? "no incident '" + id.substr(0, 64) + "' (vigilctl incidents lists them)"
+                      : text.error().message();
+        return std::nullopt;
+    }
+    return std::move(*text);
+}
+
 std::string Daemon::metrics_text() {
     metrics_.update(supervisor_.status());
     return metrics_.text();

@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <csignal>
 #include <cstring>
+#include <ctime>
 #include <fcntl.h>
 #include <map>
 #include <sys/stat.h>
@@ -26,6 +27,19 @@ namespace {
 // How often vigild re-reads its own oom_score_adj when the child follows it ("inherit").
 // /proc offers no change notification; one small read a second is the cost.
 constexpr auto kOomFollowInterval = std::chrono::seconds(1);
+// Incident reports: the last checks they show, the lines of output at most, and how long
+// a report waits after the death for the output still in the pipes.
+constexpr std::size_t kIncidentProbes = 10;
+constexpr std::size_t kIncidentLines = 2000;
+constexpr auto kIncidentOutputGrace = std::chrono::milliseconds(250);
+// "20261130T201500Z": an incident id's time part (sorts by time).
+std::string incident_stamp(SystemTime t) {
+    const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+    std::tm tm{};
+    ::gmtime_r(&secs, &tm);
+    char buf[32];
+    return std::string(buf, std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm));
+}
 // After a SIGKILL whose OOM record was not in the kernel log yet: when to look again.
 constexpr auto kOomKillRecheck = std::chrono::milliseconds(200);
 
@@ -127,6 +141,7 @@ Supervisor::Supervisor(asio::io_context& io, Reaper& reaper, Config config,
     : io_(io), reaper_(reaper), config_(std::move(config)), prober_(std::move(prober)), output_(io),
       backoff_timer_(io), stop_timer_(io), oom_timer_(io), startup_timer_(io),
       first_start_timer_(io), dump_timer_(io), hold_timer_(io), oom_kill_timer_(io),
+      incident_timer_(io),
       probes_(io, [this](const HealthOutcome& outcome) { on_probe_result(outcome); }) {
     if (!prober_ && config_.health.kind == HealthKind::grpc)
         prober_ = std::make_unique<GrpcHealthProber>(io_, config_.health);
@@ -135,6 +150,14 @@ Supervisor::Supervisor(asio::io_context& io, Reaper& reaper, Config config,
                   "needs CAP_SYSLOG, or kernel.dmesg_restrict = 0)",
                   st.error().message());
     probes_.set_loop_lag(&loop_lag_);
+    probes_.set_observer([this](const HealthOutcome& outcome, Duration took) {
+        recent_probes_.push_back(ProbeRecord{wall_now(), outcome.describe(), took});
+        while (recent_probes_.size() > kIncidentProbes)
+            recent_probes_.pop_front();
+        if (probe_observer_)
+            probe_observer_(outcome, took);
+    });
+    incidents_.configure(config_.incidents.dir, static_cast<unsigned>(config_.incidents.keep));
     resolve_identity();
     (void)own_user(); // looked up now, not on the loop at the first spawn
 }
@@ -711,6 +734,7 @@ void Supervisor::kill_for(std::string reason) {
     if (!child_)
         return;
     child_->kill_reason = reason;
+    open_incident("hang", reason); // before the dump signal: the child as it hung
     probes_.stop();
     const auto dump = config_.health.dump_signal;
     if (dump && child_->healthy) {
@@ -817,6 +841,7 @@ void Supervisor::on_child_exit(const ExitStatus& reported) {
         fmt::format("child pid {} exited: {}, after {}", pid, describe(status), ms(ran));
     if (!child_->kill_reason.empty())
         reason += " (killed by vigild: " + child_->kill_reason + ")";
+    close_incident(status, reason);
     {
         Event e;
         e.kind = Event::Kind::exit;
@@ -967,6 +992,8 @@ void Supervisor::enter_failed(std::string reason) {
 }
 
 void Supervisor::detach() {
+    open_incident_.reset();
+    flush_incidents(true);
     for (auto* t : {&backoff_timer_, &stop_timer_, &oom_timer_, &startup_timer_,
                     &first_start_timer_, &dump_timer_, &hold_timer_, &oom_kill_timer_})
         t->cancel();
@@ -1121,6 +1148,7 @@ bool Supervisor::reload(const Config& next_in) {
              (state_ == ChildState::running || state_ == ChildState::unhealthy))
         rollback_to_ = config_;
     config_ = std::move(next);
+    incidents_.configure(config_.incidents.dir, static_cast<unsigned>(config_.incidents.keep));
     resolve_identity(); // names may point elsewhere now, even with the same config
     if (probe_changed) {
         if (config_.health.kind == HealthKind::grpc) {
@@ -1184,6 +1212,98 @@ bool Supervisor::reload(const Config& next_in) {
         return false;
     }
     return false;
+}
+
+void Supervisor::open_incident(std::string kind, std::string reason) {
+    if (!incidents_.enabled() || !child_)
+        return;
+    Incident in;
+    in.at = wall_now();
+    in.pid = child_->pid;
+    in.id = fmt::format("{}-{}", incident_stamp(in.at), in.pid);
+    in.kind = std::move(kind);
+    in.reason = std::move(reason);
+    in.probes.assign(recent_probes_.begin(), recent_probes_.end());
+    if (in.kind == "hang")
+        in.proc = collect_proc_evidence(in.pid);
+    incident_output_from_ = output_.next_seq();
+    open_incident_ = std::move(in);
+}
+
+void Supervisor::close_incident(const ExitStatus& status, std::string reason) {
+    if (!incidents_.enabled() || !child_)
+        return;
+    const bool ours = open_incident_ && open_incident_->pid == child_->pid;
+    // A death nobody asked for: the child was meant to run (not stopping, not killed by
+    // vigild for a stop).
+    const bool unexpected = !ours && child_->kill_reason.empty() &&
+                            (state_ == ChildState::running || state_ == ChildState::unhealthy ||
+                             state_ == ChildState::starting);
+    if (!ours && !unexpected)
+        return;
+    if (!ours) {
+        open_incident("death", reason);
+        if (!open_incident_)
+            return;
+        // The last lines it wrote before dying: a panic's stack is there.
+        incident_output_from_ = 0;
+    }
+    open_incident_->exit = status;
+    // The report waits a moment for the output still in the pipes (the end of a dump,
+    // or of a panic), then is written.
+    pending_incidents_.push_back(PendingIncident{std::move(*open_incident_), incident_output_from_,
+                                                 Clock::now() + kIncidentOutputGrace});
+    open_incident_.reset();
+    if (pending_incidents_.size() == 1)
+        arm_incident_timer();
+}
+
+void Supervisor::arm_incident_timer() {
+    incident_timer_.expires_at(pending_incidents_.front().due);
+    incident_timer_.async_wait([this](const boost::system::error_code& ec) {
+        if (ec)
+            return; // cancelled: detach() wrote what was pending
+        flush_incidents(false);
+    });
+}
+
+void Supervisor::flush_incidents(bool all) {
+    while (!pending_incidents_.empty() && (all || pending_incidents_.front().due <= Clock::now())) {
+        PendingIncident p = std::move(pending_incidents_.front());
+        pending_incidents_.pop_front();
+        write_incident(std::move(p.incident), p.output_from);
+    }
+    if (!all && !pending_incidents_.empty())
+        arm_incident_timer();
+}
+
+void Supervisor::write_incident(Incident in, std::uint64_t output_from) {
+    if (config_.child.output != OutputMode::capture) {
+        in.output_note = "not captured: [child] output = \"inherit\" sends it where vigild's "
+                         "output goes";
+    } else {
+        std::deque<std::string> lines;
+        for (const auto& l : output_.lines())
+            if (l.pid == in.pid && l.seq >= output_from) {
+                lines.push_back(l.stream + ": " + l.text);
+                if (lines.size() > kIncidentLines)
+                    lines.pop_front();
+            }
+        in.output.assign(lines.begin(), lines.end());
+        in.output_note = output_from == 0
+                             ? "its last captured lines"
+                             : "what it wrote from the kill decision to its death (dump_wait)";
+    }
+    const auto began = Clock::now();
+    auto id = incidents_.write(in);
+    const auto took = std::chrono::duration<double, std::milli>(Clock::now() - began).count();
+    if (!id) {
+        log::warn("could not write the incident report for pid {}: {}", in.pid,
+                  id.error().message());
+        return;
+    }
+    log::info("incident report {} written ({} of pid {}; {:.1f}ms): vigilctl incidents {}", *id,
+              in.kind, in.pid, took, *id);
 }
 
 bool Supervisor::roll_back(const std::string& why) {
@@ -1362,6 +1482,10 @@ StatusSnapshot Supervisor::status() const {
     }
     s.rollback = rollback_note_;
     s.rolled_back_at = rollback_at_;
+    if (incidents_.enabled() && !incidents_.list().empty()) {
+        s.latest_incident = incidents_.list().front().id;
+        s.latest_incident_reason = incidents_.list().front().reason;
+    }
     if (state_ == ChildState::backoff)
         s.next_start_at = next_start_at_;
     s.state_since = state_since_;

@@ -76,6 +76,12 @@ constexpr CommandSpec kCommands[] = {
      "The same text [metrics] listen serves over HTTP, with the status read just now: the "
      "child's state, restarts, start time and OOM score, health checks by result and their "
      "latency, OOM kills."},
+    {"incidents", Command::incidents, "[ID]",
+     "list the incident reports (hung child killed, unexpected death), or print one",
+     "A report holds the reason, the last health checks with their latencies, the child's "
+     "/proc status, wchan, stack and limits and its fd count (for a hang), the output it wrote "
+     "during dump_wait or before dying, and the exit. vigild keeps [incidents] keep of them "
+     "in [incidents] dir."},
     {"shutdown", Command::shutdown, "[--leave-running]",
      "make vigild exit; it stops the child first unless --leave-running is given",
      "With --leave-running the child keeps running and the next vigild adopts it (as on "
@@ -102,7 +108,8 @@ std::vector<std::string> command_names() {
 
 // The strings as given; checked after parsing, with vigilctl's own messages.
 struct Raw {
-    std::optional<std::string> socket, timeout, hold_for, reason, lines, signal, oom, topic;
+    std::optional<std::string> socket, timeout, hold_for, reason, lines, signal, oom, topic,
+        incident;
     bool json = false, help = false, version = false, follow = false, leave_running = false,
          rejected = false;
 };
@@ -165,6 +172,9 @@ void describe(CLI::App& app, Raw& r) {
             break;
         case Command::help:
             sub->add_option("command", r.topic, "the command to explain");
+            break;
+        case Command::incidents:
+            sub->add_option("id", r.incident, "the report to print");
             break;
         case Command::config:
             sub->add_flag("--rejected", r.rejected,
@@ -247,6 +257,11 @@ std::variant<Options, UsageError> check(Options o, const Raw& r) {
     }
     o.follow = r.follow;
     o.rejected = r.rejected;
+    if (r.incident) {
+        if (r.incident->empty() || r.incident->size() > 64)
+            return UsageError{"incidents takes an ID as `vigilctl incidents` lists it"};
+        o.incident = *r.incident;
+    }
     o.leave_running = r.leave_running;
     switch (o.command) {
     case Command::kill: {

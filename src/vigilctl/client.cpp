@@ -61,6 +61,8 @@ std::string_view command_name(Command c) {
         return "config";
     case Command::metrics:
         return "metrics";
+    case Command::incidents:
+        return "incidents";
     case Command::help:
         return "help";
     case Command::version:
@@ -210,6 +212,8 @@ public:
             return config();
         case Command::metrics:
             return metrics();
+        case Command::incidents:
+            return incidents();
         case Command::help:
         case Command::version:
             break;
@@ -304,6 +308,25 @@ private:
         if (auto st = stub_->GetConfig(&ctx, req, &reply); !st.ok())
             return failed(st);
         print(reply, reply.toml()); // the TOML alone: it can be saved and used as a file
+        return kExitOk;
+    }
+
+    int incidents() {
+        grpc::ClientContext ctx;
+        set_quick_deadline(ctx);
+        v1::IncidentsRequest req;
+        req.set_id(opts_.incident);
+        v1::IncidentsReply reply;
+        if (auto st = stub_->GetIncidents(&ctx, req, &reply); !st.ok())
+            return failed(st);
+        if (!opts_.incident.empty()) {
+            print(reply, reply.report());
+            return kExitOk;
+        }
+        std::string human;
+        for (const auto& i : reply.incidents())
+            human += fmt::format("{}  {:<5}  {}\n", i.id(), i.kind(), i.reason());
+        print(reply, human.empty() ? "no incident reports" : human);
         return kExitOk;
     }
 

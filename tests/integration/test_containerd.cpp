@@ -88,6 +88,21 @@ TEST_CASE("real containerd: running, SIGKILL, SIGSTOP, adoption, stop", "[e2e][c
     REQUIRE(third_pid != 0);
     REQUIRE(first.wait_log("-> running (healthy: SERVING", 40s, mark));
     CHECK_FALSE(process_alive(pid));
+    // The hang left a report: containerd as it was, stopped, before the kill.
+    REQUIRE(first.wait_log("(hang of pid " + std::to_string(pid), 40s, mark));
+    {
+        const std::string log = first.log();
+        const auto at = log.find(" written (hang of pid " + std::to_string(pid), mark);
+        REQUIRE(at != std::string::npos);
+        const auto from = log.rfind("incident report ", at) + 16;
+        const std::string id = log.substr(from, at - from);
+        const std::string report = read_file(dir / ("root/incidents/incident-" + id + ".txt"));
+        INFO(report);
+        CHECK(report.find("kind: hang\n") != std::string::npos);
+        CHECK(report.find("Name:\tcontainerd") != std::string::npos);
+        CHECK(report.find("State:\tT (stopped)") != std::string::npos);
+        CHECK(report.find("exit: killed by SIGKILL") != std::string::npos);
+    }
     pid = third_pid;
 
     // SIGKILL vigild: containerd keeps serving and the next vigild adopts it.

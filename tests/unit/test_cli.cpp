@@ -109,8 +109,9 @@ TEST_CASE("cli: help is tidy, and vigilctl explains each command", "[unit][cli]"
                StartsWith("Usage: vigilctl stop [--timeout D] [--for D] [--reason TEXT]"));
     CHECK_THAT(stop_help, Contains("--for D"));
     CHECK_THAT(stop_help, Contains("--reason TEXT"));
-    for (const char* cmd : {"status", "start", "stop", "restart", "kill", "oom-score", "events",
-                            "logs", "reload", "config", "metrics", "shutdown", "health", "help"}) {
+    for (const char* cmd :
+         {"status", "start", "stop", "restart", "kill", "oom-score", "events", "logs", "reload",
+          "config", "metrics", "incidents", "shutdown", "health", "help"}) {
         INFO(cmd);
         const auto h = ctl::help_text(cmd);
         CHECK_THAT(h, StartsWith(std::string("Usage: vigilctl ") + cmd));

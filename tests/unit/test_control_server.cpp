@@ -150,6 +150,15 @@ public:
     ConfigText effective_config() override { return {"/etc/vigil/vigild.toml", config_toml}; }
     std::string metrics_text() override { return "vigil_child_up 1\n"; }
     std::optional<ConfigText> rejected_config() override { return rejected; }
+    std::vector<IncidentEntry> incidents() override {
+        return {{"20261130T201500Z-4242", "hang", "3 health checks failed"}};
+    }
+    std::optional<std::string> incident(const std::string& id, std::string& why_not) override {
+        if (id == "20261130T201500Z-4242")
+            return std::string("vigil incident 20261130T201500Z-4242\n");
+        why_not = "no incident '" + id + "'";
+        return std::nullopt;
+    }
     std::optional<ConfigText> rejected;
     std::vector<LogLine> log_lines() override { return lines; }
     Subscription subscribe_logs(std::function<void(const LogLine&)> cb) override {
@@ -1337,6 +1346,15 @@ TEST_CASE("vigilctl against the in-process server", "[unit][control][vigilctl]")
         std::tie(code, out, err) = run({"config", "--rejected"});
         CHECK(code == 0);
         CHECK(out == "x = 1\n");
+        std::tie(code, out, err) = run({"incidents"});
+        CHECK(code == 0);
+        CHECK(out == "20261130T201500Z-4242  hang   3 health checks failed\n");
+        std::tie(code, out, err) = run({"incidents", "20261130T201500Z-4242"});
+        CHECK(code == 0);
+        CHECK(out == "vigil incident 20261130T201500Z-4242\n");
+        std::tie(code, out, err) = run({"incidents", "nope"});
+        CHECK(code == 1);
+        CHECK(err == "vigilctl: incidents: no incident 'nope'\n");
         std::tie(code, out, err) = run({"metrics"});
         CHECK(code == 0);
         CHECK(out == "vigil_child_up 1\n");
