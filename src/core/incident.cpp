@@ -109,7 +109,8 @@ std::string render_incident(const Incident& in, std::size_t cap) {
         head += "    (none)\n";
     for (const auto& p : in.probes)
         head +=
-            fmt::format("    {}  {}  took {}\n", when(p.at), p.result, format_duration(p.latency));
+            fmt::format("    {}  {}  took {}\n", when(p.at), p.result,
+                        p.latency.count() == 0 ? std::string("<1ms") : format_duration(p.latency));
     std::string proc;
     if (in.proc) {
         proc += fmt::format("\nopen fds: {}\n", in.proc->fd_count < 0
