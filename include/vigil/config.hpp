@@ -69,7 +69,7 @@ std::optional<OomScore> parse_oom_score(std::string_view s);
 std::string to_string(const OomScore& s);
 
 enum class OutputMode { inherit, capture };
-enum class HealthKind { grpc, none };
+enum class HealthKind { grpc, none, http, tcp, exec };
 enum class RestartPolicy { always, on_failure, never };
 
 struct DaemonConfig {
@@ -112,6 +112,7 @@ struct HealthConfig {
     HealthKind kind = HealthKind::grpc;
     std::string address = "unix://${state_dir}/containerd.sock";
     std::string service;
+    std::vector<std::string> command; // kind "exec": argv, the program looked up on PATH
     Duration interval = std::chrono::milliseconds(500);
     Duration timeout = std::chrono::seconds(3);
     int failure_threshold = 3;
@@ -154,6 +155,16 @@ struct Config {
 
     Config(); // fills child.config with containerd's default config
 };
+
+// [health] address of kind http ("http://HOST:PORT/PATH") or tcp ("HOST:PORT"), parsed.
+struct HealthEndpoint {
+    std::string host; // a name or an address ([v6] without its brackets)
+    unsigned port = 0;
+    std::string path = "/"; // http
+};
+std::optional<HealthEndpoint> parse_health_endpoint(HealthKind kind, std::string_view address);
+// Why `address` is not what `kind` takes, or nullopt.
+std::optional<std::string> endpoint_problem(HealthKind kind, std::string_view address);
 
 // Why `listen` is not "IP:PORT" or "[IPv6]:PORT" (a literal address: nothing is looked up),
 // or nullopt when it is.

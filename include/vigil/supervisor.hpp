@@ -199,6 +199,8 @@ private:
     unsigned hold_generation_ = 0;
     SystemTime next_start_at_{}; // backoff: when the restart is due
     std::unique_ptr<HealthProber> prober_;
+    bool prober_injected_ = false;
+    void reconfigure_prober();
     OutputCapture output_;
     KmsgOomWatcher kmsg_; // names a SIGKILL that came from the kernel's OOM killer
     StateObserver observer_;

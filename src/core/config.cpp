@@ -921,9 +921,24 @@ void read_child(const Section& s, ChildConfig& c) {
 }
 
 void read_health(const Section& s, HealthConfig& h) {
-    s.allow_only({"kind", "address", "service", "interval", "timeout", "failure_threshold",
-                  "startup_timeout", "dump_signal", "dump_wait"});
-    s.read("kind", h.kind, {{"grpc", HealthKind::grpc}, {"none", HealthKind::none}});
+    s.allow_only({"kind", "address", "service", "command", "interval", "timeout",
+                  "failure_threshold", "startup_timeout", "dump_signal", "dump_wait"});
+    s.read("kind", h.kind,
+           {{"grpc", HealthKind::grpc},
+            {"none", HealthKind::none},
+            {"http", HealthKind::http},
+            {"tcp", HealthKind::tcp},
+            {"exec", HealthKind::exec}});
+    // http and tcp have no address to default to (grpc's is containerd's socket).
+    if ((h.kind == HealthKind::http || h.kind == HealthKind::tcp) && s.find("address") == nullptr)
+        s.fail("kind", fmt::format("kind \"{}\" needs an address ({})", to_string(h.kind),
+                                   h.kind == HealthKind::http ? "\"http://HOST:PORT/PATH\""
+                                                              : "\"HOST:PORT\""));
+    s.read("command", h.command, vars);
+    if (h.kind == HealthKind::exec && h.command.empty())
+        s.fail("kind", "kind \"exec\" needs command = [\"PROGRAM\", \"ARG\", ...]");
+    if (h.kind != HealthKind::exec && !h.command.empty())
+        s.fail("command", "only kind \"exec\" runs a command");
     s.read("address", h.address, h.kind == HealthKind::grpc ? non_empty | vars : vars,
            kMaxPathLength);
     s.read("service", h.service, plain, kMaxNameLength);
@@ -1134,6 +1149,45 @@ std::string format_toml(const toml::table& table) {
     return os.str() + "\n";
 }
 
+std::optional<HealthEndpoint> parse_health_endpoint(HealthKind kind, std::string_view address) {
+    HealthEndpoint e;
+    std::string_view rest = address;
+    if (kind == HealthKind::http) {
+        if (!rest.starts_with("http://"))
+            return std::nullopt;
+        rest.remove_prefix(7);
+        const auto slash = rest.find('/');
+        e.path = slash == std::string_view::npos ? "/" : std::string(rest.substr(slash));
+        rest = rest.substr(0, slash);
+    }
+    const auto colon = rest.rfind(':');
+    if (colon == std::string_view::npos || colon == 0)
+        return std::nullopt;
+    e.host = std::string(rest.substr(0, colon));
+    if (e.host.size() > 2 && e.host.front() == '[' && e.host.back() == ']')
+        e.host = e.host.substr(1, e.host.size() - 2);
+    const std::string_view port = rest.substr(colon + 1);
+    unsigned p = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+    if (port.empty() || ec != std::errc() || end != port.data() + port.size() || p == 0 ||
+        p > 65535)
+        return std::nullopt;
+    e.port = p;
+    if (e.host.empty() || e.host.find_first_of(" /@?#") != std::string::npos ||
+        e.path.find_first_of(" \r\n") != std::string::npos)
+        return std::nullopt;
+    return e;
+}
+
+std::optional<std::string> endpoint_problem(HealthKind kind, std::string_view address) {
+    if (parse_health_endpoint(kind, address))
+        return std::nullopt;
+    return fmt::format("{} is not {}", shown(address),
+                       kind == HealthKind::http
+                           ? "http://HOST:PORT/PATH (such as \"http://127.0.0.1:8080/healthz\")"
+                           : "HOST:PORT (such as \"127.0.0.1:6379\")");
+}
+
 std::optional<std::string> metrics_listen_problem(std::string_view listen) {
     const auto colon = listen.rfind(':');
     if (colon == std::string_view::npos)
@@ -1341,6 +1395,12 @@ std::string_view to_string(HealthKind k) {
         return "grpc";
     case HealthKind::none:
         return "none";
+    case HealthKind::http:
+        return "http";
+    case HealthKind::tcp:
+        return "tcp";
+    case HealthKind::exec:
+        return "exec";
     }
     return "grpc";
 }
@@ -1435,6 +1495,8 @@ void expand_config(Config& config) {
     config.daemon.control_socket = expand(config.daemon.control_socket, d);
     config.health.address = expand(config.health.address, d);
     config.incidents.dir = expand(config.incidents.dir, d);
+    for (auto& arg : config.health.command)
+        arg = expand(arg, d);
     for (auto& arg : config.child.args)
         arg = expand(arg, d);
     expand_tree(config.child.config, d);
@@ -1529,6 +1591,10 @@ std::optional<ConfigError> check_expanded_config(const Config& c, std::string_vi
         if (auto what = grpc_target_problem(c.health.address))
             return ConfigError{fmt::format("{}: {}", address_origin, *what)};
     }
+    if (c.health.kind == HealthKind::http || c.health.kind == HealthKind::tcp) {
+        if (auto what = endpoint_problem(c.health.kind, c.health.address))
+            return ConfigError{fmt::format("{}: {}", address_origin, *what)};
+    }
     const size_t rendered = rendered_size(c.child.config, 0, max_rendered_child_config);
     if (rendered > max_rendered_child_config)
         return error("child.config",
@@ -1598,6 +1664,7 @@ std::string to_toml(const Config& c) {
     line("kind", quote(to_string(c.health.kind)));
     line("address", quote(c.health.address));
     line("service", quote(c.health.service));
+    line("command", strings(c.health.command));
     line("interval", quote(format_duration(c.health.interval)));
     line("timeout", quote(format_duration(c.health.timeout)));
     line("failure_threshold", std::to_string(c.health.failure_threshold));

@@ -1,4 +1,5 @@
 #include "vigil/supervisor.hpp"
+#include "vigil/probers.hpp"
 
 #include "vigil/exec_env.hpp"
 #include "vigil/fs_util.hpp"
@@ -143,8 +144,9 @@ Supervisor::Supervisor(asio::io_context& io, Reaper& reaper, Config config,
       first_start_timer_(io), dump_timer_(io), hold_timer_(io), oom_kill_timer_(io),
       incident_timer_(io),
       probes_(io, [this](const HealthOutcome& outcome) { on_probe_result(outcome); }) {
-    if (!prober_ && config_.health.kind == HealthKind::grpc)
-        prober_ = std::make_unique<GrpcHealthProber>(io_, config_.health);
+    prober_injected_ = prober_ != nullptr; // a test's fake: kept across reloads
+    if (!prober_)
+        prober_ = make_prober(io_, reaper_, config_.health);
     if (auto st = kmsg_.open(); !st)
         log::info("{}: a kill by the kernel's OOM killer will show as a plain SIGKILL (vigild "
                   "needs CAP_SYSLOG, or kernel.dmesg_restrict = 0)",
@@ -188,7 +190,7 @@ bool Supervisor::child_adopted() const {
     return child_ && child_->adopted;
 }
 bool Supervisor::health_enabled() const {
-    return config_.health.kind == HealthKind::grpc && prober_ != nullptr;
+    return config_.health.kind != HealthKind::none && prober_ != nullptr;
 }
 
 void Supervisor::emit(Event e) {
@@ -1150,14 +1152,8 @@ bool Supervisor::reload(const Config& next_in) {
     config_ = std::move(next);
     incidents_.configure(config_.incidents.dir, static_cast<unsigned>(config_.incidents.keep));
     resolve_identity(); // names may point elsewhere now, even with the same config
-    if (probe_changed) {
-        if (config_.health.kind == HealthKind::grpc) {
-            if (auto* g = dynamic_cast<GrpcHealthProber*>(prober_.get()))
-                g->configure(config_.health);
-            else if (!prober_)
-                prober_ = std::make_unique<GrpcHealthProber>(io_, config_.health);
-        }
-    }
+    if (probe_changed)
+        reconfigure_prober();
     {
         Event e;
         e.kind = Event::Kind::reload;
@@ -1306,6 +1302,21 @@ void Supervisor::write_incident(Incident in, std::uint64_t output_from) {
               in.kind, in.pid, took, *id);
 }
 
+void Supervisor::reconfigure_prober() {
+    if (prober_injected_)
+        return;
+    if (auto* g = dynamic_cast<GrpcHealthProber*>(prober_.get());
+        g != nullptr && config_.health.kind == HealthKind::grpc) {
+        g->configure(config_.health); // the next reset() opens a channel to the new address
+        return;
+    }
+    // Another kind, or settings the prober took at construction: a new one. The scheduler
+    // lets go of the old one first (its calls out end by themselves; their answers are
+    // stale).
+    probes_.stop();
+    prober_ = make_prober(io_, reaper_, config_.health);
+}
+
 bool Supervisor::roll_back(const std::string& why) {
     if (!rollback_to_)
         return false;
@@ -1315,12 +1326,8 @@ bool Supervisor::roll_back(const std::string& why) {
     const bool probe_changed = health_changed(config_.health, previous.health);
     config_ = std::move(previous);
     resolve_identity();
-    if (probe_changed && config_.health.kind == HealthKind::grpc) {
-        if (auto* g = dynamic_cast<GrpcHealthProber*>(prober_.get()))
-            g->configure(config_.health);
-        else if (!prober_)
-            prober_ = std::make_unique<GrpcHealthProber>(io_, config_.health);
-    }
+    if (probe_changed)
+        reconfigure_prober();
     rollback_note_ = "the reloaded configuration's child " + why;
     rollback_at_ = wall_now();
     const std::string what =

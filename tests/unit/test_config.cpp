@@ -70,6 +70,7 @@ void check_same(const Config& a, const Config& b) {
     CHECK(a.restart.start_limit_burst == b.restart.start_limit_burst);
     CHECK(a.restart.start_limit_interval == b.restart.start_limit_interval);
     CHECK(a.restart.rollback == b.restart.rollback);
+    CHECK(a.health.command == b.health.command);
     CHECK(a.metrics.listen == b.metrics.listen);
     CHECK(a.incidents.dir == b.incidents.dir);
     CHECK(a.incidents.keep == b.incidents.keep);
@@ -579,8 +580,9 @@ TEST_CASE("errors name FILE:LINE:COL, the key and what is wrong", "[config]") {
          "\"error\""},
         {"[child]\noutput = \"file\"\n",
          "test.toml:2:10: child.output: ", "expected one of \"inherit\", \"capture\""},
-        {"[health]\nkind = \"http\"\n",
-         "test.toml:2:8: health.kind: ", "expected one of \"grpc\", \"none\""},
+        {"[health]\nkind = \"smtp\"\n",
+         "test.toml:2:8: health.kind: ",
+         "expected one of \"grpc\", \"none\", \"http\", \"tcp\", \"exec\""},
         {"[restart]\npolicy = \"on_failure\"\n", "test.toml:2:10: restart.policy: ",
          "expected one of \"always\", \"on-failure\", \"never\""},
         // integers
@@ -1207,4 +1209,32 @@ TEST_CASE("the pre-scan follows date-times written with a space", "[config][boun
     CHECK_THAT(error_of("[child.config]\nd = [1979-05-27 07:32:00Z,\n" + repeated("[", 40) +
                         repeated("]", 40) + "]\n"),
                StartsWith("test.toml:3:") && Contains("nested deeper than"));
+}
+
+TEST_CASE("health kinds: http and tcp take an address, exec a command", "[config][health_kinds]") {
+    auto c = parsed("[health]\nkind = \"http\"\naddress = \"http://127.0.0.1:8080/healthz\"\n");
+    CHECK(c.health.kind == HealthKind::http);
+    auto ep = parse_health_endpoint(HealthKind::http, c.health.address);
+    REQUIRE(ep);
+    CHECK(ep->host == "127.0.0.1");
+    CHECK(ep->port == 8080);
+    CHECK(ep->path == "/healthz");
+    CHECK(parse_health_endpoint(HealthKind::http, "http://[::1]:80")->path == "/");
+    CHECK(parse_health_endpoint(HealthKind::http, "http://[::1]:80")->host == "::1");
+    CHECK(parse_health_endpoint(HealthKind::tcp, "db.local:5432")->host == "db.local");
+    for (const char* bad : {"127.0.0.1:8080", "https://x:1/", "http://x/", "http://:80/",
+                            "http://x:0/", "http://x:70000/", "http://x:80/a b"})
+        CHECK_FALSE(parse_health_endpoint(HealthKind::http, bad));
+    for (const char* bad : {"x", ":1", "x:", "x:y", "http://x:1"})
+        CHECK_FALSE(parse_health_endpoint(HealthKind::tcp, bad));
+
+    CHECK_THAT(error_of("[health]\nkind = \"http\"\n"), Contains("needs an address"));
+    CHECK_THAT(error_of("[health]\nkind = \"tcp\"\n"), Contains("\"HOST:PORT\""));
+    CHECK_THAT(error_of("[health]\nkind = \"exec\"\n"), Contains("needs command = "));
+    CHECK_THAT(error_of("[health]\ncommand = [\"true\"]\n"), Contains("only kind \"exec\""));
+    auto e =
+        parsed("[health]\nkind = \"exec\"\ncommand = [\"test\", \"-e\", \"${state_dir}/ok\"]\n");
+    CHECK(e.health.command.size() == 3);
+    CHECK_THAT(to_toml(e), Contains("command = [\"test\", \"-e\", \"${state_dir}/ok\"]"));
+    check_round_trip(e);
 }
