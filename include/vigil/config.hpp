@@ -69,7 +69,7 @@ std::optional<OomScore> parse_oom_score(std::string_view s);
 std::string to_string(const OomScore& s);
 
 enum class OutputMode { inherit, capture };
-enum class HealthKind { grpc, none, http, tcp, exec };
+enum class HealthKind { grpc, none, http, tcp, exec, notify };
 enum class RestartPolicy { always, on_failure, never };
 
 struct DaemonConfig {
@@ -113,6 +113,9 @@ struct HealthConfig {
     std::string address = "unix://${state_dir}/containerd.sock";
     std::string service;
     std::vector<std::string> command; // kind "exec": argv, the program looked up on PATH
+    // kind "notify": a WATCHDOG=1 is due every this long (the child gets WATCHDOG_USEC);
+    // nullopt: only once the child sent one, then every `timeout`.
+    std::optional<Duration> watchdog;
     Duration interval = std::chrono::milliseconds(500);
     Duration timeout = std::chrono::seconds(3);
     int failure_threshold = 3;

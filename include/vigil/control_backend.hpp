@@ -75,6 +75,8 @@ struct StatusSnapshot {
     // The newest incident report ([incidents]): its id and reason; "" if none.
     std::string latest_incident;
     std::string latest_incident_reason;
+    // [health] kind = "notify": the child's last STATUS= ("" if none).
+    std::string notify_status;
     LoopLagSummary loop_lag; // how late the loop runs its timers
 };
 

@@ -54,6 +54,9 @@ public:
     // One Check, with the configured timeout as its deadline; `cb` runs on the loop thread
     // exactly once (also if the prober is reset). Calls may overlap.
     virtual void probe(Callback cb) = 0;
+    // vigild is exiting: end what is pending on the loop (sockets, timers, commands), so
+    // the loop runs out of work. The callbacks of what is cut short may still run.
+    virtual void shutdown() {}
 };
 
 class GrpcHealthProber final : public HealthProber {

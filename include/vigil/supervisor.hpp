@@ -22,6 +22,7 @@
 #include "vigil/operator_hold.hpp"
 #include "vigil/output_capture.hpp"
 #include "vigil/probe_scheduler.hpp"
+#include "vigil/probers.hpp"
 #include "vigil/process.hpp"
 #include "vigil/reaper.hpp"
 #include "vigil/restart_policy.hpp"
@@ -201,6 +202,8 @@ private:
     std::unique_ptr<HealthProber> prober_;
     bool prober_injected_ = false;
     void reconfigure_prober();
+    std::unique_ptr<HealthProber> new_prober();
+    NotifyProber* notify_prober() const;
     OutputCapture output_;
     KmsgOomWatcher kmsg_; // names a SIGKILL that came from the kernel's OOM killer
     StateObserver observer_;

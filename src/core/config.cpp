@@ -921,14 +921,15 @@ void read_child(const Section& s, ChildConfig& c) {
 }
 
 void read_health(const Section& s, HealthConfig& h) {
-    s.allow_only({"kind", "address", "service", "command", "interval", "timeout",
+    s.allow_only({"kind", "address", "service", "command", "watchdog", "interval", "timeout",
                   "failure_threshold", "startup_timeout", "dump_signal", "dump_wait"});
     s.read("kind", h.kind,
            {{"grpc", HealthKind::grpc},
             {"none", HealthKind::none},
             {"http", HealthKind::http},
             {"tcp", HealthKind::tcp},
-            {"exec", HealthKind::exec}});
+            {"exec", HealthKind::exec},
+            {"notify", HealthKind::notify}});
     // http and tcp have no address to default to (grpc's is containerd's socket).
     if ((h.kind == HealthKind::http || h.kind == HealthKind::tcp) && s.find("address") == nullptr)
         s.fail("kind", fmt::format("kind \"{}\" needs an address ({})", to_string(h.kind),
@@ -948,6 +949,17 @@ void read_health(const Section& s, HealthConfig& h) {
     s.read("startup_timeout", h.startup_timeout);
     s.read_signal("dump_signal", h.dump_signal);
     s.read("dump_wait", h.dump_wait, true);
+    if (const auto* n = s.find("watchdog");
+        n != nullptr && n->is_string() && !n->as_string()->get().empty()) {
+        Duration d{};
+        s.read("watchdog", d);
+        h.watchdog = d;
+        if (h.kind != HealthKind::notify)
+            s.fail("watchdog", "only kind \"notify\" has a watchdog");
+    } else if (n != nullptr && !n->is_string()) {
+        Duration d{};
+        s.read("watchdog", d); // fails with the type
+    }
 }
 
 void read_restart(const Section& s, RestartConfig& r) {
@@ -1401,6 +1413,8 @@ std::string_view to_string(HealthKind k) {
         return "tcp";
     case HealthKind::exec:
         return "exec";
+    case HealthKind::notify:
+        return "notify";
     }
     return "grpc";
 }
@@ -1671,6 +1685,7 @@ std::string to_toml(const Config& c) {
     line("startup_timeout", quote(format_duration(c.health.startup_timeout)));
     line("dump_signal", quote(c.health.dump_signal ? signal_name(*c.health.dump_signal) : ""));
     line("dump_wait", quote(format_duration(c.health.dump_wait)));
+    line("watchdog", quote(c.health.watchdog ? format_duration(*c.health.watchdog) : ""));
 
     out += "\n[restart]\n";
     line("policy", quote(to_string(c.restart.policy)));

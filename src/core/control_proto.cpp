@@ -143,6 +143,7 @@ v1::StatusReply to_proto(const StatusSnapshot& s) {
     out.set_rolled_back_at(format_rfc3339(s.rolled_back_at));
     out.set_latest_incident(valid_utf8(s.latest_incident));
     out.set_latest_incident_reason(valid_utf8(s.latest_incident_reason));
+    out.set_notify_status(valid_utf8(s.notify_status));
     out.set_pid(s.pid);
     out.set_adopted(s.adopted);
     out.set_started_at(format_rfc3339(s.started_at));

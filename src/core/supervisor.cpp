@@ -146,7 +146,7 @@ Supervisor::Supervisor(asio::io_context& io, Reaper& reaper, Config config,
       probes_(io, [this](const HealthOutcome& outcome) { on_probe_result(outcome); }) {
     prober_injected_ = prober_ != nullptr; // a test's fake: kept across reloads
     if (!prober_)
-        prober_ = make_prober(io_, reaper_, config_.health);
+        prober_ = new_prober();
     if (auto st = kmsg_.open(); !st)
         log::info("{}: a kill by the kernel's OOM killer will show as a plain SIGKILL (vigild "
                   "needs CAP_SYSLOG, or kernel.dmesg_restrict = 0)",
@@ -387,6 +387,8 @@ bool Supervisor::adopt(std::string& why_not) {
                           child_->differs.empty() ? "" : "; " + child_->differs));
     (void)apply_oom_score(true);
     start_oom_follow();
+    if (auto* n = notify_prober())
+        n->new_child(true, id.uid); // it told the vigild before this one it was ready
     begin_health_or_run("adopted child is alive");
     return true;
 }
@@ -525,6 +527,14 @@ void Supervisor::enter_starting_fresh(std::string reason) {
     spec.groups = exec_env->groups;
     spec.gid = exec_env->gid;
     spec.uid = exec_env->uid;
+    if (auto* n = notify_prober()) {
+        spec.env.push_back("NOTIFY_SOCKET=" + n->socket_env());
+        if (config_.health.watchdog)
+            spec.env.push_back(fmt::format(
+                "WATCHDOG_USEC={}",
+                std::chrono::duration_cast<std::chrono::microseconds>(*config_.health.watchdog)
+                    .count()));
+    }
     spec.no_new_privileges = exec_env->no_new_privileges;
     spec.working_directory = exec_env->working_directory;
     spec.umask = exec_env->umask;
@@ -557,6 +567,8 @@ void Supervisor::enter_starting_fresh(std::string reason) {
     child_->user = exec_env->user_name.empty() ? own_user() : exec_env->user_name;
     child_->started = Clock::now();
     child_->started_wall = wall_now();
+    if (auto* n = notify_prober())
+        n->new_child(false, spec.uid.value_or(::geteuid()));
     const pid_t pid = child_->pid;
     if (config_.child.output == OutputMode::capture)
         output_.attach(pid);
@@ -994,6 +1006,8 @@ void Supervisor::enter_failed(std::string reason) {
 }
 
 void Supervisor::detach() {
+    if (prober_)
+        prober_->shutdown(); // the loop must run out of work
     open_incident_.reset();
     flush_incidents(true);
     for (auto* t : {&backoff_timer_, &stop_timer_, &oom_timer_, &startup_timer_,
@@ -1125,7 +1139,8 @@ bool child_definition_changed(const Config& a, const Config& b) {
 
 bool health_changed(const HealthConfig& a, const HealthConfig& b) {
     return a.kind != b.kind || a.address != b.address || a.service != b.service ||
-           a.timeout != b.timeout || a.interval != b.interval;
+           a.timeout != b.timeout || a.interval != b.interval || a.command != b.command ||
+           a.watchdog != b.watchdog;
 }
 
 } // namespace
@@ -1314,7 +1329,30 @@ void Supervisor::reconfigure_prober() {
     // lets go of the old one first (its calls out end by themselves; their answers are
     // stale).
     probes_.stop();
-    prober_ = make_prober(io_, reaper_, config_.health);
+    prober_.reset(); // a notify socket is unbound before its successor binds the name
+    prober_ = new_prober();
+}
+
+NotifyProber* Supervisor::notify_prober() const {
+    return config_.health.kind == HealthKind::notify ? dynamic_cast<NotifyProber*>(prober_.get())
+                                                     : nullptr;
+}
+
+std::unique_ptr<HealthProber> Supervisor::new_prober() {
+    if (config_.health.kind != HealthKind::notify)
+        return make_prober(io_, reaper_, config_.health);
+    // One name per state dir, the same after a vigild restart: an adopted child's
+    // NOTIFY_SOCKET still reaches the new vigild.
+    std::uint64_t h = 1469598103934665603ull; // FNV-1a
+    for (unsigned char c : config_.daemon.state_dir)
+        h = (h ^ c) * 1099511628211ull;
+    auto p =
+        std::make_unique<NotifyProber>(io_, config_.health, fmt::format("vigil-notify-{:016x}", h));
+    if (auto st = p->open(); !st)
+        log::error("{}: the child's READY=1 cannot be heard; it will not become healthy",
+                   st.error().message());
+    p->set_on_ready([this] { probes_.probe_now(); });
+    return p;
 }
 
 bool Supervisor::roll_back(const std::string& why) {
@@ -1489,6 +1527,8 @@ StatusSnapshot Supervisor::status() const {
     }
     s.rollback = rollback_note_;
     s.rolled_back_at = rollback_at_;
+    if (auto* n = notify_prober(); n != nullptr && child_)
+        s.notify_status = n->status_text();
     if (incidents_.enabled() && !incidents_.list().empty()) {
         s.latest_incident = incidents_.list().front().id;
         s.latest_incident_reason = incidents_.list().front().reason;

@@ -105,6 +105,8 @@ std::string format_status(const v1::StatusReply& s, SystemTime now) {
                                          : "; held until " + format_local_time(s.hold().until());
         line("Hold", hold);
     }
+    if (!s.notify_status().empty())
+        line("Notify", s.notify_status());
     if (!s.latest_incident().empty())
         line("Incident", fmt::format("{}: {} (vigilctl incidents {})", s.latest_incident(),
                                      s.latest_incident_reason(), s.latest_incident()));

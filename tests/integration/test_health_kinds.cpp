@@ -184,3 +184,43 @@ TEST_CASE("health kind exec: exit 0 is healthy, another exit fails, a slow one i
     // Never healthy on its first start: vigild stops the child and exits 69 (DESIGN).
     REQUIRE(w.process().wait_exit() == 69);
 }
+
+TEST_CASE("health kind notify: not running before READY=1, STATUS= shown, a missed "
+          "watchdog ping fails",
+          "[e2e][health_kinds]") {
+    become_subreaper();
+    TempDir dir;
+    // sd_notify by hand: READY=1 once the test says so, then ten WATCHDOG=1 pings 100ms
+    // apart, then silence (alive, but no longer pinging).
+    write_file(dir / "notify.py", "import os,socket,sys,time\n"
+                                  "addr=os.environ['NOTIFY_SOCKET']\n"
+                                  "open(sys.argv[1],'w').write(addr)\n"
+                                  "if addr.startswith('@'): addr='\\0'+addr[1:]\n"
+                                  "s=socket.socket(socket.AF_UNIX,socket.SOCK_DGRAM)\n"
+                                  "while not os.path.exists(sys.argv[2]): time.sleep(0.02)\n"
+                                  "s.sendto(b'READY=1\\nSTATUS=serving 42 requests',addr)\n"
+                                  "for i in range(10):\n"
+                                  "    s.sendto(b'WATCHDOG=1',addr)\n"
+                                  "    time.sleep(0.1)\n"
+                                  "time.sleep(3600)\n");
+    Vigild v(dir, child_table(kPython, {dir / "notify.py", dir / "env", dir / "go"}) +
+                      "[health]\nkind = \"notify\"\n" + kFast + "[restart]\npolicy = \"never\"\n");
+    REQUIRE(wait_until([&] { return file_exists(dir / "env"); }));
+    CHECK(read_file(dir / "env").rfind("@vigil-notify-", 0) == 0);
+    // Alive, but it has not said READY=1: starting, whatever the time.
+    CHECK(v.log().find("-> running") == std::string::npos);
+    Process st({VIGILCTL_PATH, "--socket", dir / "state/vigild.sock", "status"}, dir / "st.out");
+    CHECK(st.wait_exit() == 3);
+    CHECK(st.output().find("State: starting") != std::string::npos);
+
+    write_file(dir / "go", "");
+    REQUIRE(v.wait_log("-> running (healthy: SERVING"));
+    Process st2({VIGILCTL_PATH, "--socket", dir / "state/vigild.sock", "status"}, dir / "st2.out");
+    CHECK(st2.wait_exit() == 0);
+    CHECK(st2.output().find("Notify: serving 42 requests") != std::string::npos);
+    // The pings stop: within timeout (500ms, the watchdog once it pinged) a check fails.
+    REQUIRE(v.wait_log("consecutive failed health checks, last: deadline exceeded: no "
+                       "WATCHDOG=1 within 500ms"));
+    v.process().signal(SIGTERM);
+    REQUIRE(v.process().wait_exit() == 0);
+}

@@ -71,6 +71,7 @@ void check_same(const Config& a, const Config& b) {
     CHECK(a.restart.start_limit_interval == b.restart.start_limit_interval);
     CHECK(a.restart.rollback == b.restart.rollback);
     CHECK(a.health.command == b.health.command);
+    CHECK(a.health.watchdog == b.health.watchdog);
     CHECK(a.metrics.listen == b.metrics.listen);
     CHECK(a.incidents.dir == b.incidents.dir);
     CHECK(a.incidents.keep == b.incidents.keep);
