@@ -984,6 +984,9 @@ void Supervisor::recheck_oom_kill(pid_t pid) {
         if (!kill)
             return;
         last_exit_->oom_kill = std::move(kill);
+        for (auto& p : pending_incidents_) // a report not written yet says so too
+            if (p.incident.pid == pid && p.incident.exit)
+                p.incident.exit->oom_kill = last_exit_->oom_kill;
         const std::string what = fmt::format(
             "child pid {} was killed by the kernel's OOM killer: {}", pid, describe(*last_exit_));
         log::warn("{}", what);
