@@ -204,7 +204,7 @@ TEST_CASE("health kind notify: not running before READY=1, STATUS= shown, a miss
                                   "    time.sleep(0.1)\n"
                                   "time.sleep(3600)\n");
     Vigild v(dir, child_table(kPython, {dir / "notify.py", dir / "env", dir / "go"}) +
-                      "[health]\nkind = \"notify\"\n" + kFast + "[restart]\npolicy = \"never\"\n");
+                      "[health]\nkind = \"notify\"\n" + kFast + kRestart);
     REQUIRE(wait_until([&] { return file_exists(dir / "env"); }));
     CHECK(read_file(dir / "env").rfind("@vigil-notify-", 0) == 0);
     // Alive, but it has not said READY=1: starting, whatever the time.
@@ -219,8 +219,14 @@ TEST_CASE("health kind notify: not running before READY=1, STATUS= shown, a miss
     CHECK(st2.wait_exit() == 0);
     CHECK(st2.output().find("Notify: serving 42 requests") != std::string::npos);
     // The pings stop: within timeout (500ms, the watchdog once it pinged) a check fails.
+    const pid_t first = *v.wait_child_pid();
+    const std::size_t mark = v.log().size();
     REQUIRE(v.wait_log("consecutive failed health checks, last: deadline exceeded: no "
                        "WATCHDOG=1 within 500ms"));
+    // Killed and restarted: the new child says READY=1 (the test's go-ahead is there) and
+    // runs.
+    REQUIRE(new_child(v, first) != 0);
+    REQUIRE(v.wait_log("-> running (healthy: SERVING", kDeadline, mark));
     v.process().signal(SIGTERM);
     REQUIRE(v.process().wait_exit() == 0);
 }

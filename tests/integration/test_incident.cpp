@@ -74,6 +74,25 @@ TEST_CASE("incident: a hung child's report has its /proc, its dump and its end",
     REQUIRE(v.process().wait_exit() == 0);
 }
 
+TEST_CASE("incident: a SIGSTOPped child's report shows it stopped", "[e2e][incident]") {
+    become_subreaper();
+    TempDir dir;
+    Vigild v(dir, fake_child_table({"--socket", dir / "c.sock"}) + health(dir) +
+                      "[restart]\npolicy = \"never\"\n");
+    REQUIRE(v.wait_log("-> running"));
+    const pid_t pid = *v.wait_child_pid();
+    REQUIRE(::kill(pid, SIGSTOP) == 0);
+    REQUIRE(v.wait_log("(hang of pid " + std::to_string(pid)));
+    const std::string id = written_id(v.log());
+    const std::string r = read_file(dir / ("root/incidents/incident-" + id + ".txt"));
+    INFO(r);
+    CHECK(r.find("State:\tT (stopped)") != std::string::npos);
+    CHECK(r.find("wchan: do_signal_stop") != std::string::npos);
+    CHECK(r.find("exit: killed by SIGKILL") != std::string::npos);
+    v.process().signal(SIGTERM);
+    REQUIRE(v.process().wait_exit() == 0);
+}
+
 TEST_CASE("incident: a child that dies by itself leaves its last lines; keep bounds them",
           "[e2e][incident]") {
     become_subreaper();
