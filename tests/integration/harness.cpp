@@ -264,4 +264,13 @@ std::optional<pid_t> Vigild::wait_child_pid(Ms deadline) const {
     return pid;
 }
 
+CtlResult run_vigilctl(const TempDir& dir, const std::vector<std::string>& args) {
+    static int n = 0;
+    std::vector<std::string> argv{VIGILCTL_PATH, "--socket", dir / "state/vigild.sock"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    Process p(argv, dir / ("vigilctl." + std::to_string(++n) + ".out"));
+    const auto code = p.wait_exit();
+    return {code.value_or(-1), p.output()};
+}
+
 } // namespace vt

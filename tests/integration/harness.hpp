@@ -112,4 +112,11 @@ std::string fake_child_table(const std::vector<std::string>& child_args,
 
 void become_subreaper();
 
+// Runs vigilctl to completion against the vigild of `dir` (its socket in dir/state).
+struct CtlResult {
+    int code;
+    std::string out; // stdout and stderr
+};
+CtlResult run_vigilctl(const TempDir& dir, const std::vector<std::string>& args);
+
 } // namespace vt

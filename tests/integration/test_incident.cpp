@@ -12,21 +12,6 @@ using namespace vt;
 
 namespace {
 
-struct Ctl {
-    int code;
-    std::string out;
-};
-
-Ctl ctl(const TempDir& dir, std::vector<std::string> args) {
-    static int n = 0;
-    std::vector<std::string> argv{VIGILCTL_PATH, "--socket", dir / "state/vigild.sock"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    Process p(argv, dir / ("ctl." + std::to_string(++n) + ".out"));
-    auto code = p.wait_exit();
-    REQUIRE(code);
-    return {*code, p.output()};
-}
-
 std::string health(const TempDir& dir) {
     return "[health]\naddress = \"unix://" + dir / "c.sock" +
            "\"\ninterval = \"100ms\"\ntimeout = \"300ms\"\nfailure_threshold = 2\n"
@@ -54,10 +39,10 @@ TEST_CASE("incident: a hung child's report has its /proc, its dump and its end",
     const std::string id = written_id(v.log());
     REQUIRE_FALSE(id.empty());
     CHECK(std::filesystem::exists(dir / ("root/incidents/incident-" + id + ".txt")));
-    const auto list = ctl(dir, {"incidents"});
+    const auto list = run_vigilctl(dir, {"incidents"});
     CHECK(list.code == 0);
     CHECK(list.out.find(id + "  hang") != std::string::npos);
-    const auto report = ctl(dir, {"incidents", id});
+    const auto report = run_vigilctl(dir, {"incidents", id});
     REQUIRE(report.code == 0);
     const std::string& r = report.out;
     INFO(r);
@@ -69,7 +54,7 @@ TEST_CASE("incident: a hung child's report has its /proc, its dump and its end",
     CHECK(r.find("open fds: ") != std::string::npos);
     CHECK(r.find("received SIGUSR1") != std::string::npos); // what it wrote in dump_wait
     CHECK(r.find("exit: killed by SIGKILL") != std::string::npos);
-    CHECK(ctl(dir, {"status"}).out.find("Incident: " + id) != std::string::npos);
+    CHECK(run_vigilctl(dir, {"status"}).out.find("Incident: " + id) != std::string::npos);
     v.process().signal(SIGTERM);
     REQUIRE(v.process().wait_exit() == 0);
 }
@@ -119,16 +104,16 @@ TEST_CASE("incident: a child that dies by itself leaves its last lines; keep bou
         return n == 2;
     }));
     const std::string id = written_id(v.log());
-    const auto report = ctl(dir, {"incidents"});
+    const auto report = run_vigilctl(dir, {"incidents"});
     std::smatch m;
     REQUIRE(std::regex_search(report.out, m, std::regex("([0-9TZ-]+)  death")));
-    const auto one = ctl(dir, {"incidents", m[1].str()});
+    const auto one = run_vigilctl(dir, {"incidents", m[1].str()});
     INFO(one.out);
     CHECK(one.out.find("kind: death\n") != std::string::npos);
     CHECK(one.out.find("crashing with SIGABRT") != std::string::npos); // its last words
     CHECK(one.out.find("exit: killed by SIGABRT") != std::string::npos);
     CHECK(one.out.find("/proc/PID/status") == std::string::npos); // nothing left to read
-    CHECK(ctl(dir, {"incidents", "20000101T000000Z-1"}).code == 1);
+    CHECK(run_vigilctl(dir, {"incidents", "20000101T000000Z-1"}).code == 1);
     v.process().signal(SIGTERM);
     REQUIRE(v.process().wait_exit() == 0);
 }

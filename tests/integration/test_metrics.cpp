@@ -62,13 +62,6 @@ std::string scrape(int port) {
     return body == std::string::npos ? std::string() : out.substr(body + 4);
 }
 
-std::string ctl_metrics(const TempDir& dir) {
-    Process p({VIGILCTL_PATH, "--socket", dir / "state/vigild.sock", "metrics"},
-              dir / "metrics.out");
-    REQUIRE(p.wait_exit() == 0);
-    return p.output();
-}
-
 const std::string kNoHealth = "[health]\nkind = \"none\"\n";
 
 } // namespace
@@ -98,7 +91,9 @@ TEST_CASE("metrics: a scrape before and after a kill counts the restart", "[e2e]
     }));
     REQUIRE(wait_until(
         [&] { return scrape(port).find("vigil_child_restarts_total 1\n") != std::string::npos; }));
-    const std::string after = ctl_metrics(dir);
+    const auto metrics = run_vigilctl(dir, {"metrics"});
+    REQUIRE(metrics.code == 0);
+    const std::string& after = metrics.out;
     CHECK(after.find("vigil_child_restarts_total 1\n") != std::string::npos);
     CHECK(after.find("vigil_child_state{state=\"running\"} 1\n") != std::string::npos);
     CHECK(after.find("vigil_child_oom_kills_total 0\n") != std::string::npos);

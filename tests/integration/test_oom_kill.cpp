@@ -33,15 +33,6 @@ bool memory_cgroup_v1_writable() {
     return ::access((std::string(kMemoryRoot) + "/cgroup.procs").c_str(), W_OK) == 0;
 }
 
-std::string ctl(const TempDir& dir, std::vector<std::string> args) {
-    static int n = 0;
-    std::vector<std::string> argv{VIGILCTL_PATH, "--socket", dir / "state/vigild.sock"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    Process p(argv, dir / ("ctl." + std::to_string(++n) + ".out"));
-    p.wait_exit();
-    return p.output();
-}
-
 } // namespace
 
 TEST_CASE("an OOM kill is named as such, a plain SIGKILL is not", "[e2e][oom_kill]") {
@@ -59,9 +50,9 @@ TEST_CASE("an OOM kill is named as such, a plain SIGKILL is not", "[e2e][oom_kil
     REQUIRE(v.wait_log("killed by the kernel's OOM killer"));
     REQUIRE(v.wait_log("exited: killed by the OOM killer (memory cgroup limit), anon-rss "));
     CHECK(v.log().find("oom_score_adj 700") != std::string::npos);
-    const std::string status = ctl(dir, {"status"});
+    const std::string status = run_vigilctl(dir, {"status"}).out;
     CHECK(status.find("killed by the OOM killer") != std::string::npos);
-    const std::string json = ctl(dir, {"--json", "status"});
+    const std::string json = run_vigilctl(dir, {"--json", "status"}).out;
     CHECK(json.find("\"oom_killed\":true") != std::string::npos);
     CHECK(json.find("\"oom_score_adj\":700") != std::string::npos);
     v.process().signal(SIGTERM);
@@ -78,7 +69,7 @@ TEST_CASE("a SIGKILL from someone else is a plain SIGKILL", "[e2e][oom_kill]") {
     REQUIRE(v.wait_log("-> running"));
     REQUIRE(::kill(*pid, SIGKILL) == 0);
     REQUIRE(v.wait_log("exited: killed by SIGKILL"));
-    const std::string json = ctl(dir, {"--json", "status"});
+    const std::string json = run_vigilctl(dir, {"--json", "status"}).out;
     CHECK(json.find("\"oom_killed\":false") != std::string::npos);
     CHECK(v.log().find("OOM killer") == std::string::npos);
     v.process().signal(SIGTERM);

@@ -21,21 +21,6 @@ std::string config_for(const TempDir& dir, std::vector<std::string> more,
            "[restart]\nbackoff_initial = \"100ms\"\n" + restart;
 }
 
-struct Ctl {
-    int code;
-    std::string out;
-};
-
-Ctl ctl(const TempDir& dir, std::vector<std::string> args) {
-    static int n = 0;
-    std::vector<std::string> argv{VIGILCTL_PATH, "--socket", dir / "state/vigild.sock"};
-    argv.insert(argv.end(), args.begin(), args.end());
-    Process p(argv, dir / ("ctl." + std::to_string(++n) + ".out"));
-    auto code = p.wait_exit();
-    REQUIRE(code);
-    return {*code, p.output()};
-}
-
 std::string cmdline_of(pid_t pid) {
     std::ifstream in("/proc/" + std::to_string(pid) + "/cmdline");
     std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -68,15 +53,15 @@ TEST_CASE("rollback: a reload whose child never becomes healthy goes back", "[e2
             return false;
         back = *p;
         return cmdline_of(back).find("--socket") != std::string::npos &&
-               ctl(dir, {"status"}).code == 0;
+               run_vigilctl(dir, {"status"}).code == 0;
     }));
     CHECK(cmdline_of(back).find("--slow-start") == std::string::npos);
-    const auto status = ctl(dir, {"status"});
+    const auto status = run_vigilctl(dir, {"status"});
     CHECK(status.out.find("Rollback: to the previous configuration at ") != std::string::npos);
     CHECK(status.out.find("the reloaded configuration's child ") != std::string::npos);
-    const auto running = ctl(dir, {"config"});
+    const auto running = run_vigilctl(dir, {"config"});
     CHECK(running.out.find("--slow-start") == std::string::npos);
-    const auto rejected = ctl(dir, {"config", "--rejected"});
+    const auto rejected = run_vigilctl(dir, {"config", "--rejected"});
     CHECK(rejected.code == 0);
     CHECK(rejected.out.find("\"--slow-start\", \"60000\"") != std::string::npos);
     v.process().signal(SIGTERM);
@@ -94,8 +79,8 @@ TEST_CASE("rollback: a reload whose child comes up is kept; rollback = false nev
         write_file(dir / "vigild.toml", config_for(dir, {"--service", "kept"}));
         v.process().signal(SIGHUP);
         REQUIRE(v.wait_log("reload kept: the new child is healthy"));
-        CHECK(ctl(dir, {"config"}).out.find("\"kept\"") != std::string::npos);
-        const auto rejected = ctl(dir, {"config", "--rejected"});
+        CHECK(run_vigilctl(dir, {"config"}).out.find("\"kept\"") != std::string::npos);
+        const auto rejected = run_vigilctl(dir, {"config", "--rejected"});
         CHECK(rejected.code == 1);
         CHECK(rejected.out.find("no configuration was rejected") != std::string::npos);
         v.process().signal(SIGTERM);
@@ -113,7 +98,7 @@ TEST_CASE("rollback: a reload whose child comes up is kept; rollback = false nev
         REQUIRE(v.wait_log("not healthy within startup_timeout 1s"));
         REQUIRE(v.wait_log("; restarting in "));
         CHECK(v.log().find("rolled back") == std::string::npos);
-        CHECK(ctl(dir, {"config"}).out.find("--slow-start") != std::string::npos);
+        CHECK(run_vigilctl(dir, {"config"}).out.find("--slow-start") != std::string::npos);
         v.process().signal(SIGTERM);
         REQUIRE(v.process().wait_exit() == 0);
     }
