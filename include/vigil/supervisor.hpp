@@ -101,6 +101,9 @@ public:
     CommandOutcome signal_command(int sig);
     CommandOutcome set_oom_score_command(OomScore score);
     StatusSnapshot status() const;
+    // Only what the metrics show (state, pid, start time, restarts, the OOM score read
+    // back): cheap enough for every event, unlike status() with its /proc reads.
+    StatusSnapshot brief_status() const;
 
     OutputCapture& output() { return output_; }
     ChildState state() const { return state_; }

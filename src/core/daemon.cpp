@@ -235,7 +235,7 @@ void Daemon::on_state_change(const StateChange& c) {
 void Daemon::publish(Event e) {
     if (e.kind == Event::Kind::exit && e.exit)
         metrics_.on_exit(*e.exit);
-    metrics_.update(supervisor_.status());
+    metrics_.update(supervisor_.brief_status());
     e.seq = next_event_seq_++;
     e.time = std::chrono::system_clock::now();
     recent_events_.push_back(e);
@@ -375,7 +375,7 @@ std::optional<std::string> Daemon::incident(const std::string& id, std::string& 
 }
 
 std::string Daemon::metrics_text() {
-    metrics_.update(supervisor_.status());
+    metrics_.update(supervisor_.brief_status());
     return metrics_.text();
 }
 

@@ -1518,6 +1518,19 @@ CommandOutcome Supervisor::set_oom_score_command(OomScore score) {
                                                actual ? std::to_string(*actual) : "unknown"));
 }
 
+StatusSnapshot Supervisor::brief_status() const {
+    StatusSnapshot s;
+    s.state = std::string(to_string(state_));
+    s.restart_count = restart_count_;
+    if (child_) {
+        s.pid = child_->pid;
+        s.started_at = child_->started_wall;
+        if (auto a = read_oom_score(child_->pid, child_->pidfd.get()))
+            s.oom_actual = *a;
+    }
+    return s;
+}
+
 StatusSnapshot Supervisor::status() const {
     StatusSnapshot s;
     s.state = std::string(to_string(state_));
