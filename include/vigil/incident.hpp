@@ -43,6 +43,9 @@ struct Incident {
     std::optional<ExitStatus> exit;   // once known
 };
 
+// "20261130T201500Z-4242": when (UTC) and the child's pid; sorts by time.
+std::string incident_id(SystemTime at, pid_t pid);
+
 // The report as text, at most `cap` bytes (the output is cut first, then /proc).
 std::string render_incident(const Incident& incident, std::size_t cap);
 

@@ -80,6 +80,10 @@ std::string indent(const std::string& text) {
 
 } // namespace
 
+std::string incident_id(SystemTime at, pid_t pid) {
+    return fmt::format("{}-{}", utc(at, "%Y%m%dT%H%M%SZ"), pid);
+}
+
 ProcEvidence collect_proc_evidence(pid_t pid) {
     ProcEvidence e;
     e.status = proc_file(pid, "status");

@@ -33,14 +33,6 @@ constexpr auto kOomFollowInterval = std::chrono::seconds(1);
 constexpr std::size_t kIncidentProbes = 10;
 constexpr std::size_t kIncidentLines = 2000;
 constexpr auto kIncidentOutputGrace = std::chrono::milliseconds(250);
-// "20261130T201500Z": an incident id's time part (sorts by time).
-std::string incident_stamp(SystemTime t) {
-    const std::time_t secs = std::chrono::system_clock::to_time_t(t);
-    std::tm tm{};
-    ::gmtime_r(&secs, &tm);
-    char buf[32];
-    return std::string(buf, std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm));
-}
 // After a SIGKILL whose OOM record was not in the kernel log yet: when to look again.
 constexpr auto kOomKillRecheck = std::chrono::milliseconds(200);
 
@@ -1234,7 +1226,7 @@ void Supervisor::open_incident(std::string kind, std::string reason) {
     Incident in;
     in.at = wall_now();
     in.pid = child_->pid;
-    in.id = fmt::format("{}-{}", incident_stamp(in.at), in.pid);
+    in.id = incident_id(in.at, in.pid);
     in.kind = std::move(kind);
     in.reason = std::move(reason);
     in.probes.assign(recent_probes_.begin(), recent_probes_.end());

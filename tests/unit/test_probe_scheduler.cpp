@@ -3,6 +3,8 @@
 // gives (or withholds). No sleeps: the loop runs until a condition holds, with a deadline.
 #include "vigil/probe_scheduler.hpp"
 
+#include "fakes.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -16,20 +18,7 @@ using namespace std::chrono_literals;
 namespace {
 
 using TimePoint = ProbeLedger::TimePoint;
-
-class FakeProber final : public HealthProber {
-public:
-    void reset() override { ++resets; }
-    void probe(Callback cb) override { pending.push_back(std::move(cb)); }
-    void answer_at(std::size_t i, HealthResult r) {
-        REQUIRE(i < pending.size());
-        auto cb = std::move(pending[i]);
-        pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(i));
-        cb(HealthOutcome{r, {}});
-    }
-    std::vector<Callback> pending;
-    int resets = 0;
-};
+using vigil::test::FakeProber;
 
 struct Loop {
     asio::io_context io;
@@ -38,15 +27,7 @@ struct Loop {
     std::unique_ptr<ProbeScheduler> sched = std::make_unique<ProbeScheduler>(
         io, [this](const HealthOutcome& o) { results.push_back(o); });
 
-    bool run_until(const std::function<bool()>& pred) {
-        const auto end = std::chrono::steady_clock::now() + 10s;
-        while (!pred()) {
-            if (std::chrono::steady_clock::now() > end)
-                return false;
-            io.run_one_for(5ms);
-        }
-        return true;
-    }
+    bool run_until(const std::function<bool()>& pred) { return test::run_io_until(io, pred); }
 };
 
 ProbeSchedule schedule(Duration interval, Duration timeout) {

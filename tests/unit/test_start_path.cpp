@@ -7,6 +7,8 @@
 #include "vigil/reaper.hpp"
 #include "vigil/supervisor.hpp"
 
+#include "fakes.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -41,13 +43,8 @@ struct StartFixture {
     StartFixture() {
         char t[] = "/tmp/vigil-start.XXXXXX";
         dir = ::mkdtemp(t);
-        config.daemon.state_dir = dir + "/state";
-        config.daemon.root_dir = dir + "/root";
+        config = test::sleep_child_config(dir);
         std::filesystem::create_directories(config.daemon.state_dir);
-        config.child.binary = "/bin/sleep";
-        config.child.args = {"1000"};
-        config.child.config_file = "";
-        config.child.log_level_flag = "";
         config.health.kind = HealthKind::none;
         config.restart.backoff_initial = 1ms;
     }
@@ -60,15 +57,7 @@ struct StartFixture {
         }
     }
     void make() { sup = std::make_unique<Supervisor>(io, reaper, config); }
-    bool run_until(const std::function<bool()>& pred) {
-        const auto end = std::chrono::steady_clock::now() + 10s;
-        while (!pred()) {
-            if (std::chrono::steady_clock::now() > end)
-                return false;
-            io.run_one_for(5ms);
-        }
-        return true;
-    }
+    bool run_until(const std::function<bool()>& pred) { return test::run_io_until(io, pred); }
     // Kills the running child and waits for its replacement to be running.
     pid_t crash_and_wait_restart() {
         const pid_t pid = sup->child_pid();

@@ -5,6 +5,8 @@
 #include "vigil/reaper.hpp"
 #include "vigil/supervisor.hpp"
 
+#include "fakes.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <csignal>
@@ -15,42 +17,16 @@
 
 using namespace vigil;
 using namespace std::chrono_literals;
+using vigil::test::FakeProber;
 
 namespace {
-
-class FakeProber final : public HealthProber {
-public:
-    void reset() override { ++resets; }
-    void probe(Callback cb) override { pending.push_back(std::move(cb)); }
-    // Answers the oldest unanswered probe.
-    void answer(HealthResult r) {
-        REQUIRE_FALSE(pending.empty());
-        auto cb = std::move(pending.front());
-        pending.erase(pending.begin());
-        cb(HealthOutcome{r, {}});
-    }
-    // Answers the unanswered probe at `i` (0 = the oldest), out of order.
-    void answer_at(std::size_t i, HealthResult r) {
-        REQUIRE(i < pending.size());
-        auto cb = std::move(pending[i]);
-        pending.erase(pending.begin() + static_cast<std::ptrdiff_t>(i));
-        cb(HealthOutcome{r, {}});
-    }
-    std::vector<Callback> pending;
-    int resets = 0;
-};
 
 struct Fixture {
     Fixture() {
         char t[] = "/tmp/vigil-sup.XXXXXX";
         dir = ::mkdtemp(t);
-        config.daemon.state_dir = dir + "/state";
-        config.daemon.root_dir = dir + "/root";
+        config = test::sleep_child_config(dir);
         std::filesystem::create_directories(config.daemon.state_dir);
-        config.child.binary = "/bin/sleep";
-        config.child.args = {"1000"};
-        config.child.config_file = "";
-        config.child.log_level_flag = "";
         config.health.kind = HealthKind::grpc;
         config.health.interval = 10ms;
         config.health.failure_threshold = 3;
@@ -70,15 +46,7 @@ struct Fixture {
         }
     }
     // Turns the loop until `pred` holds (or 10s pass).
-    bool run_until(const std::function<bool()>& pred) {
-        const auto end = std::chrono::steady_clock::now() + 10s;
-        while (!pred()) {
-            if (std::chrono::steady_clock::now() > end)
-                return false;
-            io.run_one_for(5ms);
-        }
-        return true;
-    }
+    bool run_until(const std::function<bool()>& pred) { return test::run_io_until(io, pred); }
     bool wait_probe() {
         return run_until([&] { return !prober->pending.empty(); });
     }
