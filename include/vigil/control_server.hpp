@@ -63,8 +63,9 @@ public:
     Status start();
     // start() in two steps, so vigild can spawn its child between them: listen() does all
     // that can fail for a reason the operator must fix (path, stale socket, bind, mode,
-    // group, listen) and is cheap; serve() starts gRPC (its threads) and accepting.
-    // Connections that come in between wait in the listen backlog.
+    // group, listen) and is cheap; serve() starts accepting. gRPC (its servers and their
+    // threads) is built when the first connection arrives, so a vigild nobody talks to runs
+    // no gRPC thread. Connections that come in before serve() wait in the listen backlog.
     Status listen();
     Status serve();
 
@@ -109,7 +110,9 @@ private:
     // Handlers queued in the loop hold a weak_ptr to this: expired means `this` is gone.
     std::shared_ptr<int> alive_;
     dev_t socket_dev_ = 0;
-    ino_t socket_ino_ = 0; // 0: no socket file of ours to remove
+    ino_t socket_ino_ = 0;          // 0: no socket file of ours to remove
+    bool grpc_initialised_ = false; // serve() called grpc_init(); the destructor ends it
+    bool serving_ = false; // serve() succeeded: accepting (gRPC is built at the first connection)
     bool shutdown_started_ = false;
     bool shutdown_complete_ = false;
     std::vector<std::function<void()>> waiters_; // shutdown()'s done callbacks

@@ -7,6 +7,7 @@
 
 #include "vigil/v1/supervisor.grpc.pb.h"
 
+#include <grpc/grpc.h>
 #include <grpcpp/ext/health_check_service_server_builder_option.h>
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
@@ -636,6 +637,11 @@ struct ControlCore : std::enable_shared_from_this<ControlCore> {
 
     template <class Fn> void post(Fn fn) { asio::post(io, std::move(fn)); }
 
+    // Loop thread. Builds the three gRPC servers on first use; true when they serve. No
+    // listening port on any server: connections come from vigild's own acceptor, which
+    // sorts them by the peer's uid before gRPC sees a byte.
+    bool build_servers(const std::shared_ptr<CallLedger>& ledger);
+
     // Blocks until every call of every server has finished (see shutdown()).
     void shutdown_servers(std::chrono::system_clock::time_point deadline) {
         for (auto* s : {server.get(), deny_server.get(), busy_server.get()})
@@ -679,6 +685,7 @@ struct ControlCore : std::enable_shared_from_this<ControlCore> {
     std::unique_ptr<grpc::Server> server;
     std::unique_ptr<grpc::Server> deny_server;
     std::unique_ptr<grpc::Server> busy_server;
+    bool build_failed = false; // loop thread
 };
 
 } // namespace detail
@@ -1015,6 +1022,46 @@ detail::ControlCore::ControlCore(asio::io_context& io_, ControlBackend& backend_
       deny(std::make_unique<AnswerAllService>(grpc::StatusCode::PERMISSION_DENIED, kDenied)),
       busy(std::make_unique<AnswerAllService>(grpc::StatusCode::RESOURCE_EXHAUSTED, kBusy)) {}
 
+namespace detail {
+
+bool ControlCore::build_servers(const std::shared_ptr<CallLedger>& ledger) {
+    if (busy_server != nullptr)
+        return true;
+    if (build_failed)
+        return false;
+    grpc::EnableDefaultHealthCheckService(true);
+    grpc::ServerBuilder builder;
+    builder.RegisterService(service.get());
+    builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
+    builder.experimental().SetInterceptorCreators(call_counters(ledger));
+    server = builder.BuildAndStart();
+    // The servers of rejected connections: no grpc.health.v1 there either.
+    auto answering = [&](grpc::CallbackGenericService* generic) {
+        grpc::ServerBuilder b;
+        b.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
+        b.SetMaxReceiveMessageSize(kMaxRequestBytes);
+        b.RegisterCallbackGenericService(generic);
+        b.experimental().SetInterceptorCreators(call_counters(ledger));
+        return b.BuildAndStart();
+    };
+    if (server != nullptr)
+        deny_server = answering(deny.get());
+    if (deny_server != nullptr)
+        busy_server = answering(busy.get());
+    if (busy_server == nullptr) {
+        // A service can be registered with one server only: no second attempt.
+        build_failed = true;
+        shutdown_servers(std::chrono::system_clock::now());
+        reset_servers();
+        log::error("control API unavailable: gRPC failed to start its server; connections "
+                   "to the control socket are closed (restart vigild)");
+        return false;
+    }
+    return true;
+}
+
+} // namespace detail
+
 // ---------------------------------------------------------------------------------------
 
 ControlServer::ControlServer(asio::io_context& io, ControlBackend& backend,
@@ -1023,7 +1070,7 @@ ControlServer::ControlServer(asio::io_context& io, ControlBackend& backend,
       acceptor_(io), retry_timer_(io), alive_(std::make_shared<int>(0)) {}
 
 ControlServer::~ControlServer() {
-    if (core_->server != nullptr && !shutdown_started_) {
+    if (serving_ && !shutdown_started_) {
         // Last resort (see the header): nothing below needs the loop.
         shutdown_started_ = true;
         stop_accepting();
@@ -1036,6 +1083,8 @@ ControlServer::~ControlServer() {
         shutdown_thread_.join();
     // gRPC has let go of every call: no handler can run any more.
     core_->reset_servers();
+    if (grpc_initialised_)
+        grpc_shutdown();
 }
 
 ControlConnections::Stats ControlServer::connection_stats() const {
@@ -1053,7 +1102,7 @@ Status ControlServer::start() {
 }
 
 Status ControlServer::listen() {
-    if (core_->server != nullptr || listen_fd_.valid() || shutdown_started_)
+    if (serving_ || listen_fd_.valid() || shutdown_started_)
         return make_error(EALREADY, "control server already started");
     const std::string& path = opts_.socket_path;
     if (auto st = check_socket_path(path); !st)
@@ -1121,7 +1170,7 @@ Status ControlServer::listen() {
 }
 
 Status ControlServer::serve() {
-    if (!listen_fd_.valid() || core_->server != nullptr || shutdown_started_)
+    if (!listen_fd_.valid() || serving_ || shutdown_started_)
         return make_error(EINVAL, "control server: serve() needs a successful listen() first");
     const std::string& path = opts_.socket_path;
     const std::optional<gid_t> gid = socket_gid_;
@@ -1142,52 +1191,32 @@ Status ControlServer::serve() {
         log::warn("the fd limit ({}) leaves room for only {} control connections after the "
                   "reserve kept for the child's spawn (raise LimitNOFILE= or ulimit -n)",
                   nofile.rlim_cur, limits.max_total);
+    // gRPC's core (its pollers and their wakeup fds) is set up now, while fds are to be had:
+    // the servers, built at the first connection, then need none. Building them later keeps
+    // a vigild nobody talks to free of gRPC's server threads (see docs/performance.md).
+    grpc_init();
+    grpc_initialised_ = true;
     conns_ = std::make_unique<ControlConnections>(
-        io_, limits, [core = core_.get()](ControlConnections::Route route, int conn_fd) {
-            grpc::Server* s = route == ControlConnections::Route::serve  ? core->server.get()
-                              : route == ControlConnections::Route::deny ? core->deny_server.get()
-                                                                         : core->busy_server.get();
+        io_, limits, [this](ControlConnections::Route route, int conn_fd) {
+            if (!core_->build_servers(conns_->ledger())) {
+                // The peer sees its connection end; the watch notices and forgets it.
+                ::shutdown(conn_fd, SHUT_RDWR);
+                ::close(conn_fd);
+                return;
+            }
+            grpc::Server* s = route == ControlConnections::Route::serve  ? core_->server.get()
+                              : route == ControlConnections::Route::deny ? core_->deny_server.get()
+                                                                         : core_->busy_server.get();
             grpc::AddInsecureChannelFromFd(s, conn_fd);
         });
     if (auto st = conns_->start(); !st)
         return fail(st.error().code.value(), st.error().context);
-    const auto ledger = conns_->ledger();
-
-    // No listening port on any server: connections come from our own acceptor below,
-    // which sorts them by the peer's uid before gRPC sees a byte.
-    grpc::EnableDefaultHealthCheckService(true);
-    grpc::ServerBuilder builder;
-    builder.RegisterService(core_->service.get());
-    builder.SetMaxReceiveMessageSize(kMaxRequestBytes);
-    builder.experimental().SetInterceptorCreators(call_counters(ledger));
-    core_->server = builder.BuildAndStart();
-    // The servers of rejected connections: no grpc.health.v1 there either.
-    auto answering = [&](grpc::CallbackGenericService* service) {
-        grpc::ServerBuilder b;
-        b.SetOption(std::make_unique<grpc::HealthCheckServiceServerBuilderOption>(nullptr));
-        b.SetMaxReceiveMessageSize(kMaxRequestBytes);
-        b.RegisterCallbackGenericService(service);
-        b.experimental().SetInterceptorCreators(call_counters(ledger));
-        return b.BuildAndStart();
-    };
-    if (core_->server != nullptr)
-        core_->deny_server = answering(core_->deny.get());
-    if (core_->deny_server != nullptr)
-        core_->busy_server = answering(core_->busy.get());
-    if (core_->busy_server == nullptr) {
-        core_->shutdown_servers(std::chrono::system_clock::now());
-        core_->reset_servers();
-        return fail(0, "failed to start the gRPC control server");
-    }
-
     boost::system::error_code ec;
     acceptor_.assign(asio::local::stream_protocol(), fd.get(), ec);
-    if (ec) {
-        core_->shutdown_servers(std::chrono::system_clock::now());
-        core_->reset_servers();
+    if (ec)
         return fail(ec.value(), "failed to watch the control socket");
-    }
     fd.release();
+    serving_ = true;
     start_accept();
     log::info("control API listening on {} (mode {:04o}{}; up to {} connections, {} per uid, "
               "{} rejected at once; fd limit {})",
