@@ -234,6 +234,7 @@ private:
     pid_t last_exit_pid_ = 0;
     int last_applied_oom_ = 0;
     unsigned oom_generation_ = 0;
+    std::chrono::steady_clock::time_point last_oom_check_{}; // the last on_oom_follow_tick
 
     // Health: the scheduler decides which results there are; this counts them.
     unsigned consecutive_failures_ = 0;

@@ -26,8 +26,11 @@ namespace vigil {
 namespace {
 
 // How often vigild re-reads its own oom_score_adj when the child follows it ("inherit").
-// /proc offers no change notification; one small read a second is the cost.
+// /proc offers no change notification; one small read a second is the cost. A health
+// probe's result is a wakeup anyway: the check rides on it (at most every
+// kOomFollowRideMin) and pushes the timer out, so with probes the timer never fires.
 constexpr auto kOomFollowInterval = std::chrono::seconds(1);
+constexpr auto kOomFollowRideMin = std::chrono::milliseconds(250);
 // Incident reports: the last checks they show, the lines of output at most, and how long
 // a report waits after the death for the output still in the pipes.
 constexpr std::size_t kIncidentProbes = 10;
@@ -679,6 +682,9 @@ void Supervisor::on_startup_timeout() {
 
 void Supervisor::on_probe_result(const HealthOutcome& outcome) {
     last_health_at_ = wall_now();
+    if (config_.child.oom_score_adj.inherit &&
+        std::chrono::steady_clock::now() - last_oom_check_ >= kOomFollowRideMin)
+        on_oom_follow_tick();
     const bool changed = !last_health_ || last_health_->result != outcome.result;
     last_health_ = outcome;
     if (changed) {
@@ -1094,6 +1100,7 @@ void Supervisor::start_oom_follow() {
 void Supervisor::on_oom_follow_tick() {
     if (!child_ || !config_.child.oom_score_adj.inherit)
         return;
+    last_oom_check_ = std::chrono::steady_clock::now();
     auto own = read_oom_score(0);
     if (own && *own != last_applied_oom_) {
         log::info("vigild's oom_score_adj changed from {} to {}; applying it to child pid {}",
