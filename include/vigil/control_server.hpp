@@ -24,6 +24,7 @@
 #include "vigil/result.hpp"
 #include "vigil/unique_fd.hpp"
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -72,6 +73,12 @@ public:
     // Before start(): use these limits instead of ConnectionLimits::from_fd_limit(the soft
     // RLIMIT_NOFILE, the fds open at start()). For tests.
     void set_connection_limits(ConnectionLimits limits) { limits_override_ = limits; }
+    // Before start(): stop gRPC's servers after this long without a connection instead of
+    // the default minute. For tests.
+    void set_idle_teardown(std::chrono::steady_clock::duration d) { idle_teardown_ = d; }
+    // Loop thread: whether gRPC's servers are up now (built at a first connection, stopped
+    // after the idle teardown). For tests and diagnostics.
+    bool grpc_running() const;
 
     // Loop thread. Stops accepting, finishes every open call (pending commands and streams
     // get UNAVAILABLE "vigild is shutting down"), unsubscribes from the backend, removes the
@@ -96,14 +103,24 @@ private:
     // Sorts an accepted connection by the peer's uid (SO_PEERCRED) and gives it to gRPC.
     void hand_over(int fd);
     void stop_accepting();
+    // The idle teardown: checks after `after` whether a connection is open or came lately.
+    void arm_idle_check(std::chrono::steady_clock::duration after);
+    void tear_down_grpc();
+    void refill_grpc_reserve();
 
     asio::io_context& io_;
     ControlServerOptions opts_;
     std::shared_ptr<detail::ControlCore> core_;
     asio::local::stream_protocol::acceptor acceptor_;
     asio::steady_timer retry_timer_;
+    asio::steady_timer idle_timer_;
+    std::chrono::steady_clock::duration idle_teardown_;
+    std::chrono::steady_clock::time_point last_connection_{};
+    bool tearing_down_ = false;
+    std::thread teardown_thread_;
     std::optional<ConnectionLimits> limits_override_;
     std::unique_ptr<ControlConnections> conns_;
+    std::vector<UniqueFd> grpc_reserve_; // given up for gRPC's fds when it builds its servers
     UniqueFd spare_fd_;  // /dev/null, given up for a moment to shed a connection at EMFILE
     UniqueFd listen_fd_; // between listen() and serve()
     std::optional<gid_t> socket_gid_;

@@ -42,6 +42,13 @@ constexpr std::size_t kWatcherQueueLimit = 1024;
 // On shutdown gRPC waits this long for calls still open (a stream whose client does not
 // read cannot take its final status), then cancels them.
 constexpr std::chrono::milliseconds kShutdownGrace{1000};
+// gRPC's servers (and their threads, which wake a few times a second) are stopped after this
+// long without a control connection, and built again by the next one.
+constexpr std::chrono::seconds kGrpcIdleTeardown{60};
+// Building the servers takes a few fds (an epoll set, an eventfd), and gRPC aborts the
+// process when it cannot get them: this many are held in reserve (/dev/null) and given up
+// just before a build, so a first connection at the fd limit is served or shed, never fatal.
+constexpr int kGrpcFdReserve = 8;
 // After an accept() failure such as EMFILE, wait before trying again instead of spinning.
 constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
 // Connections accepted per loop turn before other handlers get their turn.
@@ -641,6 +648,9 @@ struct ControlCore : std::enable_shared_from_this<ControlCore> {
     // listening port on any server: connections come from vigild's own acceptor, which
     // sorts them by the peer's uid before gRPC sees a byte.
     bool build_servers(const std::shared_ptr<CallLedger>& ledger);
+    // Loop thread, once the servers are shut down and gone: fresh services for the next
+    // build (a generic service can be registered with one server only).
+    void renew_services();
 
     // Blocks until every call of every server has finished (see shutdown()).
     void shutdown_servers(std::chrono::system_clock::time_point deadline) {
@@ -1024,6 +1034,12 @@ detail::ControlCore::ControlCore(asio::io_context& io_, ControlBackend& backend_
 
 namespace detail {
 
+void ControlCore::renew_services() {
+    service = std::make_unique<SupervisorService>(*this);
+    deny = std::make_unique<AnswerAllService>(grpc::StatusCode::PERMISSION_DENIED, kDenied);
+    busy = std::make_unique<AnswerAllService>(grpc::StatusCode::RESOURCE_EXHAUSTED, kBusy);
+}
+
 bool ControlCore::build_servers(const std::shared_ptr<CallLedger>& ledger) {
     if (busy_server != nullptr)
         return true;
@@ -1067,9 +1083,12 @@ bool ControlCore::build_servers(const std::shared_ptr<CallLedger>& ledger) {
 ControlServer::ControlServer(asio::io_context& io, ControlBackend& backend,
                              ControlServerOptions opts)
     : io_(io), opts_(std::move(opts)), core_(std::make_shared<detail::ControlCore>(io, backend)),
-      acceptor_(io), retry_timer_(io), alive_(std::make_shared<int>(0)) {}
+      acceptor_(io), retry_timer_(io), idle_timer_(io), idle_teardown_(kGrpcIdleTeardown),
+      alive_(std::make_shared<int>(0)) {}
 
 ControlServer::~ControlServer() {
+    if (teardown_thread_.joinable())
+        teardown_thread_.join(); // before anything below touches the servers
     if (serving_ && !shutdown_started_) {
         // Last resort (see the header): nothing below needs the loop.
         shutdown_started_ = true;
@@ -1089,6 +1108,19 @@ ControlServer::~ControlServer() {
 
 ControlConnections::Stats ControlServer::connection_stats() const {
     return conns_ ? conns_->stats() : ControlConnections::Stats{};
+}
+
+void ControlServer::refill_grpc_reserve() {
+    while (grpc_reserve_.size() < static_cast<std::size_t>(kGrpcFdReserve)) {
+        UniqueFd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+        if (!fd.valid())
+            return; // at the limit now: refilled at the next build
+        grpc_reserve_.push_back(std::move(fd));
+    }
+}
+
+bool ControlServer::grpc_running() const {
+    return !tearing_down_ && core_->server != nullptr;
 }
 
 std::size_t ControlServer::stream_count() const {
@@ -1180,8 +1212,9 @@ Status ControlServer::serve() {
         socket_ino_ = 0;
         return make_error(err, std::move(what));
     };
-    // The spare fd is open before the count, so the limits leave room for it.
+    // The spare fd and the reserve are open before the count, so the limits leave room.
     spare_fd_.reset(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+    refill_grpc_reserve();
     struct rlimit nofile {};
     ::getrlimit(RLIMIT_NOFILE, &nofile);
     const ConnectionLimits limits =
@@ -1198,12 +1231,21 @@ Status ControlServer::serve() {
     grpc_initialised_ = true;
     conns_ = std::make_unique<ControlConnections>(
         io_, limits, [this](ControlConnections::Route route, int conn_fd) {
-            if (!core_->build_servers(conns_->ledger())) {
+            const bool built = core_->server != nullptr;
+            if (!built)
+                grpc_reserve_.clear();
+            const bool ok = core_->build_servers(conns_->ledger());
+            if (!built)
+                refill_grpc_reserve();
+            if (!ok) {
                 // The peer sees its connection end; the watch notices and forgets it.
                 ::shutdown(conn_fd, SHUT_RDWR);
                 ::close(conn_fd);
                 return;
             }
+            last_connection_ = std::chrono::steady_clock::now();
+            if (!built)
+                arm_idle_check(idle_teardown_);
             grpc::Server* s = route == ControlConnections::Route::serve  ? core_->server.get()
                               : route == ControlConnections::Route::deny ? core_->deny_server.get()
                                                                          : core_->busy_server.get();
@@ -1227,6 +1269,8 @@ Status ControlServer::serve() {
 }
 
 void ControlServer::start_accept() {
+    if (tearing_down_)
+        return; // the teardown's end starts accepting again
     acceptor_.async_wait(asio::socket_base::wait_read, [this, alive = std::weak_ptr<int>(alive_)](
                                                            boost::system::error_code ec) {
         if (alive.expired() || shutdown_started_ || ec == asio::error::operation_aborted)
@@ -1288,9 +1332,65 @@ void ControlServer::on_acceptable() {
     }
     // More may be waiting: let the loop's other handlers run first.
     asio::post(io_, [this, alive = std::weak_ptr<int>(alive_)] {
-        if (!alive.expired() && !shutdown_started_)
+        if (!alive.expired() && !shutdown_started_ && !tearing_down_)
             on_acceptable();
     });
+}
+
+void ControlServer::arm_idle_check(std::chrono::steady_clock::duration after) {
+    idle_timer_.expires_after(after);
+    idle_timer_.async_wait(
+        [this, alive = std::weak_ptr<int>(alive_)](boost::system::error_code ec) {
+            if (alive.expired() || ec || shutdown_started_ || core_->server == nullptr)
+                return;
+            const auto stats = conns_->stats();
+            const auto quiet = std::chrono::steady_clock::now() - last_connection_;
+            if (stats.served + stats.rejected > 0)
+                arm_idle_check(idle_teardown_);
+            else if (quiet < idle_teardown_)
+                arm_idle_check(idle_teardown_ - quiet);
+            else
+                tear_down_grpc();
+        });
+}
+
+void ControlServer::tear_down_grpc() {
+    // No connection is open, so gRPC has no call: its shutdown is quick, but it joins
+    // threads, so it runs on a helper thread. Accepting pauses meanwhile; a connection that
+    // comes in waits in the backlog and builds the servers again.
+    tearing_down_ = true;
+    boost::system::error_code ec;
+    acceptor_.cancel(ec);
+    retry_timer_.cancel();
+    auto done = [this, alive = std::weak_ptr<int>(alive_)] {
+        if (alive.expired())
+            return;
+        if (teardown_thread_.joinable())
+            teardown_thread_.join();
+        tearing_down_ = false;
+        if (shutdown_started_)
+            return;
+        core_->renew_services();
+        log::debug("control API: no connection for {}s; gRPC's servers stopped until the next "
+                   "one",
+                   std::chrono::duration_cast<std::chrono::seconds>(idle_teardown_).count());
+        start_accept();
+    };
+    // The servers are destroyed there too (that joins gRPC's polling threads); nothing on
+    // the loop reads them while tearing_down_ is set.
+    auto run = [core = core_, &io = io_, done] {
+        core->shutdown_servers(std::chrono::system_clock::now());
+        core->reset_servers();
+        asio::post(io, done);
+    };
+    try {
+        teardown_thread_ = std::thread(run);
+    } catch (const std::system_error& e) {
+        log::warn("control server: no thread to stop idle gRPC servers ({}); keeping them",
+                  e.what());
+        tearing_down_ = false;
+        start_accept();
+    }
 }
 
 void ControlServer::hand_over(int raw_fd) {
@@ -1337,6 +1437,9 @@ void ControlServer::shutdown(std::function<void()> done) {
     shutdown_started_ = true;
     if (done)
         waiters_.push_back(std::move(done));
+    idle_timer_.cancel();
+    if (teardown_thread_.joinable())
+        teardown_thread_.join(); // quick: no connection was open when it began
     stop_accepting();
     core_->close();
 

@@ -253,12 +253,15 @@ private:
 class Fixture {
 public:
     explicit Fixture(ControlServerOptions opts = {},
-                     std::optional<ConnectionLimits> limits = std::nullopt) {
+                     std::optional<ConnectionLimits> limits = std::nullopt,
+                     std::optional<std::chrono::milliseconds> idle_teardown = std::nullopt) {
         sock = dir / "vigild.sock";
         opts.socket_path = sock;
         server = std::make_unique<ControlServer>(loop.io, backend, opts);
         if (limits)
             server->set_connection_limits(*limits);
+        if (idle_teardown)
+            server->set_idle_teardown(*idle_teardown);
         auto st = loop.run([&] { return server->start(); });
         INFO((st.ok() ? std::string() : st.error().message()));
         REQUIRE(st.ok());
@@ -287,6 +290,9 @@ public:
     }
     ControlConnections::Stats stats() {
         return loop.run([&] { return server->connection_stats(); });
+    }
+    bool grpc_running() {
+        return loop.run([&] { return server->grpc_running(); });
     }
     std::size_t event_subscribers() {
         return loop.run([&] { return backend.event_subs.size(); });
@@ -1558,4 +1564,74 @@ TEST_CASE("control socket path: one helper for vigild and vigilctl", "[unit][con
     CHECK_FALSE(check_socket_path(std::string(108, 'a')).ok());
     CHECK_FALSE(check_socket_path("").ok());
     CHECK(grpc_target("/run/vigil/vigild.sock") == "unix:/run/vigil/vigild.sock");
+}
+
+TEST_CASE("control server: gRPC's servers start with the first connection and stop when no "
+          "connection came for the idle time",
+          "[unit][control]") {
+    Fixture f({}, std::nullopt, 300ms);
+    CHECK_FALSE(f.grpc_running()); // serving, but nobody has connected yet
+    {
+        auto stub = f.stub();
+        REQUIRE(get_status(*stub).ok());
+        CHECK(f.grpc_running());
+        // A connection still open keeps them up, however long it stays quiet.
+        const auto until = std::chrono::steady_clock::now() + 1s;
+        while (std::chrono::steady_clock::now() < until) {
+            REQUIRE(f.grpc_running());
+            std::this_thread::sleep_for(20ms);
+        }
+        REQUIRE(get_status(*stub).ok());
+    } // the stub and its channel (the connection) go
+    REQUIRE(wait_until([&] { return f.stats().served == 0; }));
+    CHECK(wait_until([&] { return !f.grpc_running(); }));
+    // The next connection builds them again and is served; a watcher works too.
+    auto stub = f.stub();
+    CHECK(get_status(*stub).ok());
+    CHECK(f.grpc_running());
+    grpc::ClientContext ctx;
+    auto watch = stub->WatchEvents(&ctx, v1::WatchEventsRequest());
+    REQUIRE(wait_until([&] { return f.event_subscribers() == 1; }));
+    ctx.TryCancel();
+    watch->Finish();
+}
+
+TEST_CASE("control server: a first connection at the fd limit builds gRPC's servers from the "
+          "reserve instead of aborting",
+          "[unit][control]") {
+    ConnectionLimits limits = ConnectionLimits::from_fd_limit(1'048'576, 0);
+    Fixture f({}, limits);
+    REQUIRE_FALSE(f.grpc_running());
+    rlimit saved{};
+    REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+    std::size_t open_now = 0;
+    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+        (void)e;
+        ++open_now;
+    }
+    rlimit low = saved;
+    low.rlim_cur = open_now + 16;
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    // Take every free slot, then give back three: the client's socket, the accepted
+    // connection and vigild's duplicate that watches it. gRPC's own (an epoll set, an
+    // eventfd) can only come from the reserve.
+    std::vector<UniqueFd> fillers;
+    for (;;) {
+        UniqueFd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+        if (!fd.valid())
+            break;
+        fillers.push_back(std::move(fd));
+    }
+    REQUIRE(fillers.size() >= 3);
+    fillers.resize(fillers.size() - 3);
+    auto conn = raw_connect(f.sock);
+    REQUIRE(conn.valid());
+    const bool served = wait_until([&] { return f.stats().served == 1; });
+    const bool running = f.grpc_running();
+    fillers.clear();
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
+    CHECK(served);
+    CHECK(running);
+    conn.reset();
+    CHECK(get_status(*f.stub()).ok());
 }
