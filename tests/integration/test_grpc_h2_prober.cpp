@@ -248,6 +248,28 @@ TEST_CASE("GrpcHealthProber: overlapping calls, reset, shutdown, destruction", "
         l.io.run();
         CHECK(called == 0);
     }
+    SECTION("a connection silent through 8 deadlines is given up for a new one") {
+        Loop l(addr, 50ms);
+        asio::local::stream_protocol::acceptor acceptor(
+            l.io, asio::local::stream_protocol::endpoint(dir / "h.sock"));
+        std::vector<std::unique_ptr<asio::local::stream_protocol::socket>> accepted;
+        std::function<void()> accept_next = [&] {
+            auto& s =
+                accepted.emplace_back(std::make_unique<asio::local::stream_protocol::socket>(l.io));
+            acceptor.async_accept(*s, [&](const boost::system::error_code& ec) {
+                if (!ec)
+                    accept_next();
+            });
+        };
+        accept_next();
+        for (int i = 0; i < 8; ++i)
+            CHECK(l.probe().result == HealthResult::deadline_exceeded);
+        CHECK(accepted.size() == 2); // one connection (and the pending accept)
+        CHECK(l.probe().result == HealthResult::deadline_exceeded);
+        CHECK(accepted.size() == 3); // the 9th probe connected anew
+        acceptor.close();
+        l.prober->shutdown();
+    }
     SECTION("more calls in flight than the cap: the next fails at once") {
         SilentListener silent(dir / "h.sock");
         Loop l(addr, 30s);
