@@ -369,12 +369,14 @@ int GrpcHealthProber::Connection::on_header(nghttp2_session* s, const nghttp2_fr
 int GrpcHealthProber::Connection::on_data(nghttp2_session* s, std::uint8_t, std::int32_t id,
                                           const std::uint8_t* data, std::size_t len, void*) {
     Probe* p = probe_of(s, id);
-    if (p == nullptr)
+    if (p == nullptr || p->failure)
         return 0;
     if (p->body.size() + len > kMaxBody) {
         p->failure = HealthOutcome{HealthResult::error,
                                    fmt::format("an answer larger than {} bytes", kMaxBody)};
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        // (A data callback's error would not reset the stream: nghttp2 ignores it.)
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL);
+        return 0;
     }
     p->body.append(reinterpret_cast<const char*>(data), len);
     return 0;

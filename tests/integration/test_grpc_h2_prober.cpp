@@ -9,7 +9,10 @@
 #include <grpcpp/generic/async_generic_service.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <nghttp2/nghttp2.h>
 
+#include <array>
+#include <cstring>
 #include <map>
 #include <optional>
 #include <sys/socket.h>
@@ -66,6 +69,121 @@ struct SilentListener {
     }
     ~SilentListener() { ::close(fd); }
     int fd = -1;
+};
+
+// An HTTP/2 server on the test's own loop (libnghttp2's server side) that answers every
+// call in one way that gRPC's own server would not: a huge body, a reset stream, a
+// GOAWAY, a trailers-only error.
+class H2Peer {
+public:
+    enum class Answer { huge_body, huge_headers, reset_stream, goaway, internal_error };
+    H2Peer(asio::io_context& io, const std::string& path, Answer answer)
+        : acceptor_(io, asio::local::stream_protocol::endpoint(path)), socket_(io),
+          answer_(answer) {
+        acceptor_.async_accept(socket_, [this](const boost::system::error_code& ec) {
+            if (!ec)
+                start();
+        });
+    }
+    ~H2Peer() {
+        if (session_ != nullptr)
+            nghttp2_session_del(session_);
+    }
+
+private:
+    static nghttp2_nv nv(const char* name, const char* value) {
+        return {reinterpret_cast<std::uint8_t*>(const_cast<char*>(name)),
+                reinterpret_cast<std::uint8_t*>(const_cast<char*>(value)), std::strlen(name),
+                std::strlen(value), NGHTTP2_NV_FLAG_NONE};
+    }
+    void start() {
+        nghttp2_session_callbacks* cbs = nullptr;
+        nghttp2_session_callbacks_new(&cbs);
+        nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, &H2Peer::on_frame);
+        nghttp2_session_server_new(&session_, cbs, this);
+        nghttp2_session_callbacks_del(cbs);
+        nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, nullptr, 0);
+        flush();
+        read();
+    }
+    static int on_frame(nghttp2_session* s, const nghttp2_frame* f, void* user) {
+        auto* self = static_cast<H2Peer*>(user);
+        if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
+            (f->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0)
+            return 0;
+        const std::int32_t id = f->hd.stream_id;
+        switch (self->answer_) {
+        case Answer::huge_body: {
+            const nghttp2_nv h[] = {nv(":status", "200"), nv("content-type", "application/grpc")};
+            nghttp2_data_provider body{};
+            body.read_callback = [](nghttp2_session*, std::int32_t, std::uint8_t* buf,
+                                    std::size_t len, std::uint32_t*, nghttp2_data_source*,
+                                    void*) -> ssize_t {
+                std::memset(buf, 0, len); // an endless body
+                return static_cast<ssize_t>(len);
+            };
+            nghttp2_submit_response(s, id, h, std::size(h), &body);
+            break;
+        }
+        case Answer::huge_headers: {
+            static const std::string message(9000, 'x');
+            const nghttp2_nv h[] = {nv(":status", "200"), nv("content-type", "application/grpc"),
+                                    nv("grpc-status", "13"), nv("grpc-message", message.c_str())};
+            nghttp2_submit_response(s, id, h, std::size(h), nullptr);
+            break;
+        }
+        case Answer::reset_stream:
+            nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
+            break;
+        case Answer::goaway:
+            nghttp2_submit_goaway(s, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, nullptr, 0);
+            break;
+        case Answer::internal_error: {
+            const nghttp2_nv h[] = {nv(":status", "200"), nv("content-type", "application/grpc"),
+                                    nv("grpc-status", "13"), nv("grpc-message", "out%20of%20disk")};
+            nghttp2_submit_response(s, id, h, std::size(h), nullptr);
+            break;
+        }
+        }
+        return 0;
+    }
+    void read() {
+        socket_.async_read_some(
+            asio::buffer(buf_), [this](const boost::system::error_code& ec, std::size_t n) {
+                if (ec)
+                    return;
+                nghttp2_session_mem_recv(session_,
+                                         reinterpret_cast<const std::uint8_t*>(buf_.data()), n);
+                flush();
+                read();
+            });
+    }
+    void flush() {
+        if (writing_)
+            return;
+        out_.clear();
+        const std::uint8_t* data = nullptr;
+        ssize_t n = 0;
+        while (out_.size() < 64 * 1024 && (n = nghttp2_session_mem_send(session_, &data)) > 0)
+            out_.append(reinterpret_cast<const char*>(data), static_cast<std::size_t>(n));
+        if (out_.empty())
+            return;
+        writing_ = true;
+        asio::async_write(socket_, asio::buffer(out_),
+                          [this](const boost::system::error_code& ec, std::size_t) {
+                              writing_ = false;
+                              if (!ec)
+                                  flush();
+                          });
+    }
+
+    asio::local::stream_protocol::acceptor acceptor_;
+    asio::local::stream_protocol::socket socket_;
+    Answer answer_;
+    nghttp2_session* session_ = nullptr;
+    std::array<char, 16384> buf_{};
+    std::string out_;
+    bool writing_ = false;
 };
 
 struct Loop {
@@ -282,5 +400,38 @@ TEST_CASE("GrpcHealthProber: overlapping calls, reset, shutdown, destruction", "
         CHECK(ended == 0);
         l.prober->shutdown();
         REQUIRE(l.run_until([&] { return ended == 64; }));
+    }
+}
+
+TEST_CASE("GrpcHealthProber: what a peer may do wrong over HTTP/2", "[component][h2]") {
+    TempDir dir;
+    const std::string addr = "unix://" + dir / "h.sock";
+    Loop l(addr);
+    SECTION("a body past 4 KiB is an error, not read further") {
+        H2Peer peer(l.io, dir / "h.sock", H2Peer::Answer::huge_body);
+        auto o = l.probe();
+        CHECK(o.describe() == "error: an answer larger than 4096 bytes");
+    }
+    SECTION("headers past 8 KiB are an error") {
+        H2Peer peer(l.io, dir / "h.sock", H2Peer::Answer::huge_headers);
+        CHECK(l.probe().describe() == "error: the answer's headers are larger than 8192 bytes");
+    }
+    SECTION("a reset stream is unavailable") {
+        H2Peer peer(l.io, dir / "h.sock", H2Peer::Answer::reset_stream);
+        auto o = l.probe();
+        CHECK(o.result == HealthResult::unavailable);
+        CHECK(o.describe().find("reset the call") != std::string::npos);
+    }
+    SECTION("a GOAWAY before the call is unavailable, and the next probe connects anew") {
+        auto peer = std::make_unique<H2Peer>(l.io, dir / "h.sock", H2Peer::Answer::goaway);
+        CHECK(l.probe().result == HealthResult::unavailable);
+        peer.reset();
+        ::unlink((dir / "h.sock").c_str());
+        HealthServer server(addr);
+        CHECK(l.probe().result == HealthResult::serving);
+    }
+    SECTION("another gRPC status is an error with its (percent-decoded) message") {
+        H2Peer peer(l.io, dir / "h.sock", H2Peer::Answer::internal_error);
+        CHECK(l.probe().describe() == "error: gRPC status 13: out of disk");
     }
 }
