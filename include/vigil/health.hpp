@@ -1,24 +1,21 @@
 // Health probes of the child: grpc.health.v1.Health/Check, results kept apart by kind.
 //
-// Threading: probe() is called on the loop thread; the gRPC reply arrives on a gRPC
-// thread and is posted back into the io_context, so the callback always runs on the loop.
-// Several calls may be out at once (ProbeScheduler starts one per interval); the scheduler
+// GrpcHealthProber speaks gRPC-over-HTTP/2 itself (libnghttp2 frames, an asio socket, the
+// two one-field messages written by hand: grpc_wire.hpp) on the loop thread: no gRPC
+// threads, no library threads at all. One HTTP/2 connection per child incarnation, opened
+// by the first probe and reused; each probe is a stream with its own deadline. Several
+// calls may be out at once (ProbeScheduler starts one per interval); the scheduler
 // recognises a stale reply by the sequence number it gave the probe.
 #pragma once
 
 #include "vigil/asio.hpp"
 #include "vigil/config.hpp"
 
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <string_view>
-
-namespace grpc {
-class Channel;
-}
+#include <vector>
 
 namespace vigil {
 
@@ -62,25 +59,28 @@ public:
 class GrpcHealthProber final : public HealthProber {
 public:
     GrpcHealthProber(asio::io_context& io, const HealthConfig& config);
-    // Cancels the calls in flight and waits for their gRPC callbacks, so none can post
-    // into an io_context that is gone.
+    // Closes its connections; the callbacks of calls in flight never run after this.
     ~GrpcHealthProber() override;
 
+    // Drops the connection (its calls in flight end as "unavailable"); the next probe
+    // opens a new one.
     void reset() override;
     void probe(Callback cb) override;
-    // Takes new address/service/timeout; the next reset() opens a channel to them.
+    // Closes every connection and timer; the calls cut short end as "unavailable".
+    void shutdown() override;
+    // Takes new address/service/timeout; the next reset() connects to them.
     void configure(const HealthConfig& config);
 
-private:
-    struct Call;
+    class Connection; // one HTTP/2 connection and its streams (health.cpp)
 
+private:
     asio::io_context& io_;
     HealthConfig config_;
-    std::shared_ptr<grpc::Channel> channel_;
-    std::mutex mu_;
-    std::condition_variable idle_;
-    std::vector<std::weak_ptr<Call>> in_flight_;
-    int pending_ = 0;
+    std::shared_ptr<Connection> conn_;
+    // Connections left by a GOAWAY or a hung peer, still ending their calls.
+    std::vector<std::weak_ptr<Connection>> retired_;
+    // False once the prober is gone: a callback already posted is then dropped.
+    std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 } // namespace vigil
