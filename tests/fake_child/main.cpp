@@ -670,6 +670,10 @@ int main(int argc, char** argv) {
             std::this_thread::sleep_until(start + *opts.slow_start);
         }
         ::unlink(opts.socket->c_str());
+        // Before the server exists: a health answer can only come after this line, so a
+        // test can check that vigild's `-> running` follows it. ("serving ..." below comes
+        // after BuildAndStart, when a fast probe may already have been answered.)
+        log_line("starting to serve grpc.health.v1.Health on unix:" + *opts.socket);
         service = std::make_unique<HealthService>(opts, start);
         grpc::ServerBuilder builder;
         builder.AddListeningPort("unix:" + *opts.socket, grpc::InsecureServerCredentials());

@@ -57,7 +57,7 @@ TEST_CASE("a slow child stays starting until it serves", "[e2e]") {
     REQUIRE(v.wait_log("-> running (healthy: SERVING"));
     // Running came after the socket was served, which was >= 800ms after the child's start.
     const std::string log = v.log();
-    CHECK(log.find("serving grpc.health.v1.Health") < log.find("-> running"));
+    CHECK(log.find("starting to serve grpc.health.v1.Health") < log.find("-> running"));
     CHECK(read_stamps(dir / "stamps").size() == 1);
     v.process().signal(SIGTERM);
     REQUIRE(v.process().wait_exit() == 0);

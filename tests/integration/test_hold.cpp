@@ -36,6 +36,8 @@ TEST_CASE("a stopped child stays stopped across a vigild SIGKILL until vigilctl 
         auto pid = first.wait_child_pid();
         REQUIRE(pid);
         REQUIRE(first.wait_log("-> running"));
+        // Without health checks `running` means exec'd: the child stamps a moment later.
+        REQUIRE(wait_until([&] { return read_stamps(dir / "stamps").size() == 1; }));
         REQUIRE(vigilctl(dir, first, {"stop"}, "stop.out") == 0);
         CHECK_FALSE(process_alive(*pid));
         CHECK(file_exists(first.state_dir() + "/child.hold"));
@@ -62,6 +64,7 @@ TEST_CASE("the hold survives SIGUSR2 and ends with a clean stop of vigild", "[e2
     {
         Vigild first(dir, body(dir), {}, {}, "first.log");
         REQUIRE(first.wait_log("-> running"));
+        REQUIRE(wait_until([&] { return read_stamps(dir / "stamps").size() == 1; }));
         REQUIRE(vigilctl(dir, first, {"stop"}, "stop.out") == 0);
         first.process().signal(SIGUSR2);
         REQUIRE(first.process().wait_exit() == 0);

@@ -114,7 +114,7 @@ TEST_CASE("sd_notify: READY=1 only after the child serves, STATUS, WATCHDOG, REL
                               sock.messages[*ready].at.time_since_epoch())
                               .count();
     CHECK(ready_ns >= stamps[0].ns + 700'000'000LL); // steady_clock is CLOCK_MONOTONIC
-    CHECK(v.log().find("serving grpc.health.v1.Health") < v.log().find("-> running"));
+    CHECK(v.log().find("starting to serve grpc.health.v1.Health") < v.log().find("-> running"));
     CHECK(sock.count("READY=1") == 1);
     CHECK(*status < *ready);
 
