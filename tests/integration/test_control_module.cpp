@@ -80,6 +80,38 @@ TEST_CASE("control module: one from another build exits 70 before any spawn", "[
     CHECK_FALSE(file_exists(dir / "stamps"));
 }
 
+TEST_CASE("control module: an upgrade that left the old module leaves the child running",
+          "[e2e][module]") {
+    become_subreaper();
+    TempDir dir;
+    const std::string body = fake_child_table({"--stamp-file", dir / "stamps"}) + kNoHealth;
+    pid_t child = 0;
+    {
+        Vigild first(dir, body, {}, {}, "first.log");
+        REQUIRE(first.wait_log("-> running"));
+        auto pid = first.wait_child_pid();
+        REQUIRE(pid);
+        child = *pid;
+        first.process().signal(SIGUSR2);
+        REQUIRE(first.process().wait_exit() == 0);
+    }
+    REQUIRE(process_alive(child));
+    // The new vigild with a module of another build: refused before the adoption.
+    Vigild second(dir, "", {}, {{"VIGIL_CONTROL_MODULE", FAKE_MODULE_OTHER_BUILD}}, "second.log");
+    REQUIRE(second.process().wait_exit() == kExitSoftware);
+    CHECK(second.log().find("is from another build") != std::string::npos);
+    CHECK(process_alive(child));
+    // Reinstalled (the right module): the child is adopted, not restarted.
+    Vigild third(dir, "", {}, {}, "third.log");
+    REQUIRE(third.wait_log("adopted pid " + std::to_string(child)));
+    third.process().signal(SIGTERM);
+    REQUIRE(third.process().wait_exit() == 0);
+    REQUIRE(wait_until([&] {
+        reap_children();
+        return !process_alive(child);
+    }));
+}
+
 TEST_CASE("control module: one that fails to load after the spawn stops the child; vigild "
           "exits 70",
           "[e2e][module]") {
