@@ -50,8 +50,7 @@ set_source_files_properties(${PROJECT_SOURCE_DIR}/src/core/control_proto.cpp PRO
 target_include_directories(vigil_fuzz_core PUBLIC ${PROJECT_SOURCE_DIR}/include)
 target_compile_definitions(vigil_fuzz_core PUBLIC VIGIL_VERSION="${PROJECT_VERSION}"
                                                   TOML_HEADER_ONLY=0)
-# gpr (gRPC's logging hook in log.cpp) comes with grpc++.
-target_link_libraries(vigil_fuzz_core PUBLIC vigil_fuzz_proto PkgConfig::GRPCPP fmt::fmt Boost::boost
+target_link_libraries(vigil_fuzz_core PUBLIC vigil_fuzz_proto fmt::fmt Boost::boost
                                              CLI11::CLI11 Threads::Threads)
 
 add_subdirectory(tests/fuzz)

@@ -5,6 +5,8 @@ include(GNUInstallDirs)
 
 install(TARGETS vigild RUNTIME DESTINATION ${CMAKE_INSTALL_SBINDIR})
 install(TARGETS vigilctl RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+# The control API's module, where vigild looks for it (control_module.hpp).
+install(TARGETS vigil-control LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}/vigil)
 
 # systemd looks for units in /lib/systemd/system (Debian) and /usr/local/lib/systemd/system;
 # a /usr install takes systemd's own dir, another prefix its lib/systemd/system.

@@ -21,6 +21,7 @@
 #include "vigil/conn_limits.hpp"
 #include "vigil/control_backend.hpp"
 #include "vigil/control_conns.hpp"
+#include "vigil/control_socket.hpp"
 #include "vigil/result.hpp"
 #include "vigil/unique_fd.hpp"
 
@@ -38,13 +39,6 @@ namespace vigil {
 namespace detail {
 struct ControlCore; // what the gRPC handlers share with the loop (control_server.cpp)
 } // namespace detail
-
-struct ControlServerOptions {
-    std::string socket_path;
-    unsigned mode = 0660;
-    std::string group; // name or number; "" = leave vigild's group
-    std::vector<uid_t> allowed_uids;
-};
 
 class ControlServer {
 public:
@@ -69,6 +63,9 @@ public:
     // no gRPC thread. Connections that come in before serve() wait in the listen backlog.
     Status listen();
     Status serve();
+    // listen() done elsewhere (control_socket.hpp: vigild listens before it loads the
+    // control module): serve() will serve `socket`, and shutdown() removes its file.
+    Status adopt(ListeningSocket socket);
 
     // Before start(): use these limits instead of ConnectionLimits::from_fd_limit(the soft
     // RLIMIT_NOFILE, the fds open at start()). For tests.

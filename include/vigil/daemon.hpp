@@ -7,6 +7,8 @@
 #include "vigil/cli.hpp"
 #include "vigil/config.hpp"
 #include "vigil/control_backend.hpp"
+#include "vigil/control_module.hpp"
+#include "vigil/control_socket.hpp"
 #include "vigil/fs_util.hpp"
 #include "vigil/metrics.hpp"
 #include "vigil/notify.hpp"
@@ -21,12 +23,13 @@
 
 namespace vigil {
 
-class ControlServer;
-
 // Exit statuses of DESIGN.md (sysexits.h values).
 inline constexpr int kExitOk = 0;
 inline constexpr int kExitUsage = 64;
 inline constexpr int kExitUnavailable = 69;
+// EX_SOFTWARE: vigild's own installation is broken (the control module missing, untrusted or
+// from another build).
+inline constexpr int kExitSoftware = 70;
 inline constexpr int kExitCantCreate = 73;
 inline constexpr int kExitTempFail = 75;
 inline constexpr int kExitConfig = 78;
@@ -73,6 +76,9 @@ private:
     void publish(Event e);
     void start_watchdog();
     void begin_shutdown(bool leave_child);
+    // After the first spawn: loads the control module and serves the socket listened on.
+    void start_control(const ControlServerOptions& opts);
+    void drop_control_socket(); // listened on, never served: its file is removed
     void finish();
 
     // Declared first so it is destroyed last, after everything that holds its handlers.
@@ -95,7 +101,10 @@ private:
     int exit_code_ = kExitOk;
     // Last, so it is destroyed first: its destructor still calls back into this backend
     // (unsubscribe) when shutdown() never ran.
-    std::unique_ptr<ControlServer> control_;
+    std::unique_ptr<ControlService> control_;
+    // Between the socket's listen() (before the spawn) and the module's serve() after it.
+    std::optional<ControlModule> control_module_;
+    std::optional<ListeningSocket> control_socket_;
     Metrics metrics_;                  // lives as long as vigild: counters survive reloads
     MetricsListener metrics_listener_; // [metrics] listen
 };

@@ -87,6 +87,11 @@ bool enabled(LogLevel level);
 // writer starts with the first line; at exit (atexit) vigild waits up to
 // kExitFlushTimeout for the queue to drain.
 void write(LogLevel level, std::string_view message);
+// gRPC's own log lines (GRPC_VERBOSITY, default ERROR) into this log's queue: by default
+// gRPC writes them to stderr itself, from its threads, and would block there. In
+// grpc_log.cpp, part of the control module (control_module.hpp), which calls it when it is
+// loaded: vigild itself does not link gRPC.
+void route_grpc_logs();
 // Waits up to `timeout` until every line written so far is on stderr.
 bool flush(std::chrono::milliseconds timeout = kExitFlushTimeout);
 // Lines dropped because stderr was not being read, since the start.

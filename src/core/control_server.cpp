@@ -1,4 +1,5 @@
 #include "vigil/control_server.hpp"
+#include "vigil/control_socket.hpp"
 
 #include "vigil/control_proto.hpp"
 #include "vigil/log.hpp"
@@ -53,7 +54,6 @@ constexpr int kGrpcFdReserve = 8;
 constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
 // Connections accepted per loop turn before other handlers get their turn.
 constexpr int kMaxAcceptsPerTurn = 32;
-constexpr int kListenBacklog = 64;
 // Fewer served connections than this (from a low RLIMIT_NOFILE) is worth a warning.
 constexpr std::size_t kFewConnections = 8;
 // The longest signal name a Signal request may carry ("SIGRTMIN+15" is 11 bytes).
@@ -99,19 +99,6 @@ grpc::Status to_grpc(const CommandOutcome& o) {
         return {grpc::StatusCode::INTERNAL, valid_utf8(o.message)};
     }
     return {grpc::StatusCode::INTERNAL, "unknown command outcome"};
-}
-
-// True when something accepts connections on the unix socket at `path`.
-bool socket_is_live(const std::string& path) {
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    if (!fd.valid())
-        return false;
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    if (path.size() >= sizeof addr.sun_path)
-        return false;
-    std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-    return ::connect(fd.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
 }
 
 // Request validation: pure, so it runs on the gRPC thread and a bad request never
@@ -208,25 +195,6 @@ Result<OomScore> oom_score_from(const v1::SetOomScoreAdjRequest& req) {
         break;
     }
     return make_error("no score given (set value or inherit)");
-}
-
-Result<gid_t> resolve_group(const std::string& group) {
-    gid_t numeric = 0;
-    const char* end = group.data() + group.size();
-    if (auto [p, ec] = std::from_chars(group.data(), end, numeric); ec == std::errc() && p == end)
-        return numeric;
-    std::vector<char> buf(16384);
-    struct group gr {};
-    struct group* found = nullptr;
-    int rc = 0;
-    while ((rc = ::getgrnam_r(group.c_str(), &gr, buf.data(), buf.size(), &found)) == ERANGE &&
-           buf.size() < (1u << 20))
-        buf.resize(buf.size() * 2);
-    if (rc != 0)
-        return make_error(rc, fmt::format("failed to look up control_socket_group '{}'", group));
-    if (found == nullptr)
-        return make_error(fmt::format("control_socket_group '{}' does not exist", group));
-    return found->gr_gid;
 }
 
 // A server-streaming call: a bounded queue of messages fed by the loop (backend
@@ -1136,68 +1104,19 @@ Status ControlServer::start() {
 Status ControlServer::listen() {
     if (serving_ || listen_fd_.valid() || shutdown_started_)
         return make_error(EALREADY, "control server already started");
-    const std::string& path = opts_.socket_path;
-    if (auto st = check_socket_path(path); !st)
-        return st.error();
-    std::optional<gid_t> gid;
-    if (!opts_.group.empty()) {
-        auto g = resolve_group(opts_.group);
-        if (!g)
-            return g.error();
-        gid = *g;
-    }
+    auto socket = listen_control_socket(opts_);
+    if (!socket)
+        return socket.error();
+    return adopt(std::move(*socket));
+}
 
-    // A socket left by a dead vigild: the caller holds the state-dir lock, so a socket in
-    // the state dir is stale. One outside it might be another vigild's (two configs naming
-    // the same path): a socket that still accepts connections is never removed.
-    struct stat st {};
-    if (::lstat(path.c_str(), &st) == 0) {
-        if (!S_ISSOCK(st.st_mode))
-            return make_error(EEXIST, fmt::format("control socket path {} exists and is not a "
-                                                  "socket (remove it or choose another path)",
-                                                  path));
-        if (socket_is_live(path))
-            return make_error(EADDRINUSE,
-                              fmt::format("control socket {} is served by another process "
-                                          "(another vigild with the same control_socket?)",
-                                          path));
-        if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-            return make_error(errno, fmt::format("failed to remove stale control socket {}", path));
-    } else if (errno != ENOENT) {
-        return make_error(errno, fmt::format("failed to inspect control socket path {}", path));
-    }
-
-    UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
-    if (!fd.valid())
-        return make_error(errno, "failed to create the control socket");
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::memcpy(addr.sun_path, path.data(), path.size());
-    if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0)
-        return make_error(errno, fmt::format("failed to bind control socket {}", path));
-    auto fail = [&](int err, std::string what) -> Status {
-        ::unlink(path.c_str());
-        return make_error(err, std::move(what));
-    };
-    // Mode and group are applied between bind() and listen(). Until listen() nobody can
-    // connect (connect() gets ECONNREFUSED), so no peer ever reaches the socket under the
-    // looser mode bind() created it with. Chosen over the alternatives: umask is
-    // process-wide (gRPC threads and the spawned child would see it change), and binding in
-    // a private temp dir then renaming lengthens the path that must fit in sun_path.
-    if (::chmod(path.c_str(), static_cast<mode_t>(opts_.mode & 07777)) != 0)
-        return fail(
-            errno, fmt::format("failed to set mode {:04o} on control socket {}", opts_.mode, path));
-    if (gid && ::lchown(path.c_str(), static_cast<uid_t>(-1), *gid) != 0)
-        return fail(errno,
-                    fmt::format("failed to give control socket {} to group {}", path, opts_.group));
-    if (::lstat(path.c_str(), &st) != 0)
-        return fail(errno, fmt::format("failed to inspect control socket {}", path));
-    socket_dev_ = st.st_dev;
-    socket_ino_ = st.st_ino;
-    if (::listen(fd.get(), kListenBacklog) != 0)
-        return fail(errno, fmt::format("failed to listen on control socket {}", path));
-    listen_fd_ = std::move(fd);
-    socket_gid_ = gid;
+Status ControlServer::adopt(ListeningSocket socket) {
+    if (serving_ || listen_fd_.valid() || shutdown_started_)
+        return make_error(EALREADY, "control server already started");
+    listen_fd_ = std::move(socket.fd);
+    socket_dev_ = socket.dev;
+    socket_ino_ = socket.ino;
+    socket_gid_ = socket.gid;
     return ok_status();
 }
 

@@ -1,6 +1,7 @@
 #include "vigil/daemon.hpp"
 
-#include "vigil/control_server.hpp"
+#include "vigil/control_module.hpp"
+#include "vigil/control_socket.hpp"
 #include "vigil/log.hpp"
 #include "vigil/process.hpp"
 
@@ -31,9 +32,28 @@ Daemon::Daemon(Config config, ConfigLoader loader)
     : config_(config), loader_(std::move(loader)), signals_(io_), watchdog_timer_(io_),
       reaper_(io_), supervisor_(io_, reaper_, std::move(config)) {}
 
-Daemon::~Daemon() = default;
+Daemon::~Daemon() {
+    drop_control_socket();
+}
+
+void Daemon::drop_control_socket() {
+    if (!control_socket_)
+        return;
+    remove_control_socket(config_.daemon.control_socket, control_socket_->dev,
+                          control_socket_->ino);
+    control_socket_.reset();
+}
 
 int Daemon::run() {
+    // The control server is a module loaded after the spawn (control_module.hpp); one that
+    // is missing or untrusted is found out before anything starts.
+    auto module = ControlModule::find();
+    if (!module) {
+        log::error("{}", module.error().message());
+        return kExitSoftware;
+    }
+    control_module_.emplace(std::move(*module));
+
     const auto& state_dir = config_.daemon.state_dir;
     if (auto st = ensure_dir(state_dir, 0700); !st) {
         log::error("failed to create state dir: {} (run as root or pass --state-dir)",
@@ -100,15 +120,15 @@ int Daemon::run() {
     // vigild's and is safe to remove. Only the cheap part that can fail for the operator to
     // fix (bind, mode, group, listen) comes before the spawn: a bad socket exits 73 having
     // started nothing.
-    control_ = std::make_unique<ControlServer>(
-        io_, *this,
-        ControlServerOptions{config_.daemon.control_socket, config_.daemon.control_socket_mode,
-                             config_.daemon.control_socket_group, config_.daemon.allowed_uids});
-    if (auto st = control_->listen(); !st) {
-        log::error("failed to serve the control socket: {}", st.error().message());
-        control_.reset();
+    const ControlServerOptions control_opts{
+        config_.daemon.control_socket, config_.daemon.control_socket_mode,
+        config_.daemon.control_socket_group, config_.daemon.allowed_uids};
+    auto socket = listen_control_socket(control_opts);
+    if (!socket) {
+        log::error("failed to serve the control socket: {}", socket.error().message());
         return kExitCantCreate;
     }
+    control_socket_.emplace(std::move(*socket));
 
     signals_.add(SIGTERM);
     signals_.add(SIGINT);
@@ -132,15 +152,31 @@ int Daemon::run() {
     // spawn): it needs nothing of what follows. gRPC's threads, the control server and the
     // watchdog come up while the child starts.
     supervisor_.start_initial();
-    if (auto st = control_->serve(); !st) {
+    start_control(control_opts);
+    start_watchdog();
+    io_.run();
+    return exit_code_;
+}
+
+void Daemon::start_control(const ControlServerOptions& opts) {
+    auto made = control_module_->create(io_, *this, opts);
+    control_module_.reset();
+    if (!made) {
+        log::error("{}", made.error().message());
+        drop_control_socket();
+        exit_code_ = kExitSoftware;
+        begin_shutdown(false); // stops the child just started
+        return;
+    }
+    control_ = std::move(*made);
+    ListeningSocket socket = std::move(*control_socket_);
+    control_socket_.reset();
+    if (auto st = control_->serve(std::move(socket)); !st) {
         log::error("failed to serve the control socket: {}", st.error().message());
         control_.reset();
         exit_code_ = kExitCantCreate;
         begin_shutdown(false); // stops the child just started
     }
-    start_watchdog();
-    io_.run();
-    return exit_code_;
 }
 
 void Daemon::start_signal_wait() {

@@ -1,7 +1,5 @@
 #include "vigil/log.hpp"
 
-#include <grpc/support/log.h>
-
 #include <atomic>
 #include <cerrno>
 #include <csignal>
@@ -181,16 +179,6 @@ std::string dropped_line(std::uint64_t n) {
 std::once_flag g_writer_once;
 LogWriter* g_writer = nullptr;
 
-// gRPC's own log lines (GRPC_VERBOSITY, default ERROR) take the same queue: by default
-// gRPC writes them to stderr itself, from its threads, and would block there.
-void grpc_log(gpr_log_func_args* args) {
-    const LogLevel level = args->severity == GPR_LOG_SEVERITY_ERROR  ? LogLevel::error
-                           : args->severity == GPR_LOG_SEVERITY_INFO ? LogLevel::info
-                                                                     : LogLevel::debug;
-    if (enabled(level))
-        write(level, fmt::format("grpc: {} ({}:{})", args->message, args->file, args->line));
-}
-
 void flush_at_exit() {
     flush(kExitFlushTimeout);
 }
@@ -237,7 +225,6 @@ void init(LogLevel level) {
                         static_cast<unsigned long long>(st.st_ino) == ino;
     }
     writer();
-    gpr_set_log_function(grpc_log);
 }
 
 void set_level(LogLevel level) {
