@@ -124,8 +124,9 @@ private:
     // Handlers queued in the loop hold a weak_ptr to this: expired means `this` is gone.
     std::shared_ptr<int> alive_;
     dev_t socket_dev_ = 0;
-    ino_t socket_ino_ = 0;          // 0: no socket file of ours to remove
-    bool grpc_initialised_ = false; // serve() called grpc_init(); the destructor ends it
+    ino_t socket_ino_ = 0; // 0: no socket file of ours to remove
+    bool grpc_initialised_ =
+        false;             // grpc_init() at a first connection; teardown or destructor end it
     bool serving_ = false; // serve() succeeded: accepting (gRPC is built at the first connection)
     bool shutdown_started_ = false;
     bool shutdown_complete_ = false;

@@ -1143,16 +1143,19 @@ Status ControlServer::serve() {
         log::warn("the fd limit ({}) leaves room for only {} control connections after the "
                   "reserve kept for the child's spawn (raise LimitNOFILE= or ulimit -n)",
                   nofile.rlim_cur, limits.max_total);
-    // gRPC's core (its pollers and their wakeup fds) is set up now, while fds are to be had:
-    // the servers, built at the first connection, then need none. Building them later keeps
-    // a vigild nobody talks to free of gRPC's server threads (see docs/performance.md).
-    grpc_init();
-    grpc_initialised_ = true;
+    // gRPC (its core, its servers and all their threads) starts with the first connection,
+    // so a vigild nobody talks to runs none of it (see docs/performance.md). Its pollers
+    // need fds, and gRPC aborts the process without them: the reserve is given up first.
     conns_ = std::make_unique<ControlConnections>(
         io_, limits, [this](ControlConnections::Route route, int conn_fd) {
             const bool built = core_->server != nullptr;
-            if (!built)
+            if (!built) {
                 grpc_reserve_.clear();
+                if (!grpc_initialised_) {
+                    grpc_init();
+                    grpc_initialised_ = true;
+                }
+            }
             const bool ok = core_->build_servers(conns_->ledger());
             if (!built)
                 refill_grpc_reserve();
@@ -1278,6 +1281,10 @@ void ControlServer::tear_down_grpc() {
     // threads, so it runs on a helper thread. Accepting pauses meanwhile; a connection that
     // comes in waits in the backlog and builds the servers again.
     tearing_down_ = true;
+    // The helper thread ends gRPC too (grpc_shutdown joins its threads): from now on it is
+    // that thread's to end, never the destructor's.
+    const bool end_grpc = grpc_initialised_;
+    grpc_initialised_ = false;
     boost::system::error_code ec;
     acceptor_.cancel(ec);
     retry_timer_.cancel();
@@ -1290,16 +1297,17 @@ void ControlServer::tear_down_grpc() {
         if (shutdown_started_)
             return;
         core_->renew_services();
-        log::debug("control API: no connection for {}s; gRPC's servers stopped until the next "
-                   "one",
+        log::debug("control API: no connection for {}s; gRPC stopped until the next one",
                    std::chrono::duration_cast<std::chrono::seconds>(idle_teardown_).count());
         start_accept();
     };
     // The servers are destroyed there too (that joins gRPC's polling threads); nothing on
     // the loop reads them while tearing_down_ is set.
-    auto run = [core = core_, &io = io_, done] {
+    auto run = [core = core_, &io = io_, done, end_grpc] {
         core->shutdown_servers(std::chrono::system_clock::now());
         core->reset_servers();
+        if (end_grpc)
+            grpc_shutdown();
         asio::post(io, done);
     };
     try {
@@ -1307,6 +1315,7 @@ void ControlServer::tear_down_grpc() {
     } catch (const std::system_error& e) {
         log::warn("control server: no thread to stop idle gRPC servers ({}); keeping them",
                   e.what());
+        grpc_initialised_ = end_grpc;
         tearing_down_ = false;
         start_accept();
     }

@@ -224,11 +224,13 @@ TEST_CASE("a child's ESC CR NUL and invalid UTF-8 bytes reach the log and vigilc
 TEST_CASE("gRPC's own log lines go through vigild's log (its queue and its format)", "[e2e][log]") {
     become_subreaper();
     TempDir dir;
-    // GRPC_VERBOSITY=debug makes gRPC log at its start; by default it writes to stderr
-    // itself, from its threads, in its own format ("D1130 17:41:47.088 ...").
+    // GRPC_VERBOSITY=debug makes gRPC log at its start (vigild starts it at the first
+    // control connection); by default it writes to stderr itself, from its threads, in its
+    // own format ("D1130 17:41:47.088 ...").
     Vigild v(dir, fake_child_table({}) + "[health]\nkind = \"none\"\n", {},
              {{"GRPC_VERBOSITY", "debug"}});
     REQUIRE(v.wait_log("-> running"));
+    CHECK(vigilctl(dir, {"status"}).code == 0);
     REQUIRE(v.wait_log(" grpc: "));
     v.process().signal(SIGTERM);
     REQUIRE(v.process().wait_exit() == 0);

@@ -79,7 +79,7 @@ bool has_thread(pid_t pid, const std::string& name) {
 
 } // namespace
 
-TEST_CASE("idle: gRPC's server threads start with the first control connection, not before",
+TEST_CASE("idle: gRPC and its threads start with the first control connection, not before",
           "[e2e][start-order]") {
     become_subreaper();
     TempDir dir;
@@ -87,9 +87,12 @@ TEST_CASE("idle: gRPC's server threads start with the first control connection, 
     REQUIRE(v.wait_log("control API listening on"));
     REQUIRE(v.wait_log("-> running"));
     const pid_t pid = v.process().pid();
-    // gRPC's callback servers poll with their "nexting_thread"s (two or more): none yet.
+    // gRPC's callback servers poll with their "nexting_thread"s (two or more), and gRPC's
+    // core runs its timers on "grpc_global_tim": none of it yet, only the loop and the logger.
     INFO("threads: " << fmt::format("{}", fmt::join(thread_names(pid), " ")));
     CHECK_FALSE(has_thread(pid, "nexting_thread"));
+    CHECK_FALSE(has_thread(pid, "grpc_global_tim"));
+    CHECK(thread_names(pid).size() == 2);
     // The first connection builds the servers and is served.
     Process ctl({VIGILCTL_PATH, "--socket", v.state_dir() + "/vigild.sock", "status"},
                 dir / "ctl.out");
