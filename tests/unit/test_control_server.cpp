@@ -1107,6 +1107,58 @@ TEST_CASE("control server: past its connection cap a uid gets RESOURCE_EXHAUSTED
     CHECK(get_status(*f.stub()).ok());
 }
 
+// Takes every free fd slot of this process below RLIMIT_NOFILE, first lowered to
+// `headroom` above the fds open now. No Catch assertion may run while the slots are taken
+// (UBSan's checks inside Catch's assertions need a pipe): check what you measured after
+// release(), which gives every slot back and restores the limit (the destructor too).
+class FdSqueeze {
+public:
+    explicit FdSqueeze(std::size_t headroom) {
+        REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved_) == 0);
+        std::size_t open_now = 0;
+        for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+            (void)e;
+            ++open_now;
+        }
+        rlimit low = saved_;
+        low.rlim_cur = open_now + headroom;
+        REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+        for (;;) {
+            UniqueFd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
+            if (!fd.valid())
+                break;
+            fillers_.push_back(std::move(fd));
+        }
+        taken_ = fillers_.size();
+    }
+    ~FdSqueeze() { release(); }
+    FdSqueeze(const FdSqueeze&) = delete;
+    FdSqueeze& operator=(const FdSqueeze&) = delete;
+
+    // How many slots were free (and taken) at the start.
+    std::size_t taken() const { return taken_; }
+    // The limit before the squeeze (a forked child may restore it for itself).
+    const rlimit& saved() const { return saved_; }
+    // Frees `n` of the taken slots (fewer if fewer are held).
+    void give_back(std::size_t n) {
+        fillers_.resize(fillers_.size() >= n ? fillers_.size() - n : 0);
+    }
+    // Every slot back and the limit restored; false if the limit could not be restored.
+    bool release() {
+        fillers_.clear();
+        if (released_)
+            return true;
+        released_ = true;
+        return ::setrlimit(RLIMIT_NOFILE, &saved_) == 0;
+    }
+
+private:
+    rlimit saved_{};
+    std::vector<UniqueFd> fillers_;
+    std::size_t taken_ = 0;
+    bool released_ = false;
+};
+
 TEST_CASE("control server: out of fds, the accept loop sheds connections instead of spinning",
           "[unit][control]") {
     ConnectionLimits limits = ConnectionLimits::from_fd_limit(1'048'576, 0);
@@ -1121,27 +1173,12 @@ TEST_CASE("control server: out of fds, the accept loop sheds connections instead
     addr.sun_family = AF_UNIX;
     std::strcpy(addr.sun_path, f.sock.c_str());
 
-    // This process (the server's) gets only a few fds more than it has open.
-    rlimit saved{};
-    REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
-    std::size_t open_now = 0;
-    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
-        (void)e;
-        ++open_now;
-    }
-    rlimit low = saved;
-    low.rlim_cur = open_now + 6;
-    REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
-    // Then none at all: the last free slots are taken here, so every accept() meets EMFILE
-    // however many fds gRPC's threads happen to hold (with one slot free, a connection is
-    // accepted, cannot be watched and is closed, and accept() never sees EMFILE).
-    std::vector<UniqueFd> fillers;
-    for (;;) {
-        UniqueFd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-        if (!fd.valid())
-            break;
-        fillers.push_back(std::move(fd));
-    }
+    // This process (the server's) gets only a few fds more than it has open, and then none
+    // at all: the last free slots are taken here, so every accept() meets EMFILE however
+    // many fds gRPC's threads happen to hold (with one slot free, a connection is accepted,
+    // cannot be watched and is closed, and accept() never sees EMFILE).
+    FdSqueeze squeeze(6);
+    const rlimit saved = squeeze.saved();
     const pid_t pid = ::fork();
     if (pid == 0) {
         ::close(result[0]);
@@ -1174,8 +1211,7 @@ TEST_CASE("control server: out of fds, the accept loop sheds connections instead
         return s.served + s.closed_at_accept + s.shed == static_cast<std::uint64_t>(opened);
     });
     const auto stats = f.stats();
-    fillers.clear();
-    REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
+    REQUIRE(squeeze.release());
     ::close(release[1]);
     ::close(result[0]);
     int status = 0;
@@ -1602,29 +1638,11 @@ TEST_CASE("control server: a first connection at the fd limit builds gRPC's serv
     ConnectionLimits limits = ConnectionLimits::from_fd_limit(1'048'576, 0);
     Fixture f({}, limits);
     REQUIRE_FALSE(f.grpc_running());
-    rlimit saved{};
-    REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
-    std::size_t open_now = 0;
-    for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
-        (void)e;
-        ++open_now;
-    }
-    rlimit low = saved;
-    low.rlim_cur = open_now + 16;
-    REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
     // Take every free slot, then give back three: the client's socket, the accepted
     // connection and vigild's duplicate that watches it. gRPC's own (an epoll set, an
-    // eventfd) can only come from the reserve. No assertion runs until the fds are back:
-    // UBSan's checks inside Catch's assertions need a pipe.
-    std::vector<UniqueFd> fillers;
-    for (;;) {
-        UniqueFd fd(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-        if (!fd.valid())
-            break;
-        fillers.push_back(std::move(fd));
-    }
-    const std::size_t filled = fillers.size();
-    fillers.resize(filled >= 3 ? filled - 3 : 0);
+    // eventfd) can only come from the reserve.
+    FdSqueeze squeeze(16);
+    squeeze.give_back(3);
     UniqueFd conn(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
@@ -1633,9 +1651,8 @@ TEST_CASE("control server: a first connection at the fd limit builds gRPC's serv
         conn.valid() && ::connect(conn.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
     const bool served = connected && wait_until([&] { return f.stats().served == 1; });
     const bool running = f.grpc_running();
-    fillers.clear();
-    REQUIRE(::setrlimit(RLIMIT_NOFILE, &saved) == 0);
-    REQUIRE(filled >= 3);
+    REQUIRE(squeeze.release());
+    REQUIRE(squeeze.taken() >= 3);
     REQUIRE(connected);
     CHECK(served);
     CHECK(running);
