@@ -205,7 +205,8 @@ TEST_CASE("health kind notify: not running before READY=1, STATUS= shown, a miss
                                   "time.sleep(3600)\n");
     Vigild v(dir, child_table(kPython, {dir / "notify.py", dir / "env", dir / "go"}) +
                       "[health]\nkind = \"notify\"\n" + kFast + kRestart);
-    REQUIRE(wait_until([&] { return file_exists(dir / "env"); }));
+    // The child creates the file, then writes it: wait for the text, not the file.
+    REQUIRE(wait_until([&] { return !read_file(dir / "env").empty(); }));
     CHECK(read_file(dir / "env").rfind("@vigil-notify-", 0) == 0);
     // Alive, but it has not said READY=1: starting, whatever the time.
     CHECK(v.log().find("-> running") == std::string::npos);
